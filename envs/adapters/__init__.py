@@ -1,0 +1,1 @@
+"""Adapters that expose other JAX environment suites through the ``envs`` API."""

@@ -1,0 +1,52 @@
+"""Running mean and variance as a pytree, updated with batches of samples.
+
+Used by the observation-normalisation wrapper here and by agents' normalisers
+(``jaxrl`` imports it; ``envs`` never imports ``jaxrl``). The update is the
+parallel form of Welford's algorithm (Chan et al., 1979), exact for any batch
+size, so merging statistics from several devices gives the same result as one
+pass over all samples.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+
+class RunningStats(NamedTuple):
+    mean: jax.Array
+    var: jax.Array
+    count: jax.Array
+
+
+def init(shape: tuple[int, ...]) -> RunningStats:
+    """Zero mean, unit variance, and a tiny count so the first update dominates."""
+    return RunningStats(jnp.zeros(shape, jnp.float32), jnp.ones(shape, jnp.float32), jnp.asarray(1e-4, jnp.float32))
+
+
+def merge(a: RunningStats, b: RunningStats) -> RunningStats:
+    """Combine statistics of two disjoint sample sets."""
+    count = a.count + b.count
+    delta = b.mean - a.mean
+    mean = a.mean + delta * b.count / count
+    m2 = a.var * a.count + b.var * b.count + jnp.square(delta) * a.count * b.count / count
+    return RunningStats(mean, m2 / count, count)
+
+
+def update(stats: RunningStats, batch: jax.Array) -> RunningStats:
+    """Add samples ``batch[..., *shape]``; all leading axes are sample axes."""
+    batch = jnp.asarray(batch, jnp.float32)
+    feature_ndim = stats.mean.ndim
+    flat = batch.reshape((-1,) + batch.shape[batch.ndim - feature_ndim :])
+    sample = RunningStats(
+        flat.mean(axis=0), flat.var(axis=0), jnp.asarray(flat.shape[0], jnp.float32)
+    )
+    return merge(stats, sample)
+
+
+def normalize(stats: RunningStats, x: jax.Array, clip: float = 10.0, eps: float = 1e-8) -> jax.Array:
+    """``(x - mean) / sqrt(var + eps)``, clipped to ``[-clip, clip]``."""
+    z = (jnp.asarray(x, jnp.float32) - stats.mean) / jnp.sqrt(stats.var + eps)
+    return jnp.clip(z, -clip, clip)
