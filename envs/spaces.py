@@ -62,7 +62,8 @@ class Box(Space):
     """An axis-aligned box ``low <= x <= high`` of a fixed shape and dtype.
 
     Args:
-        low, high: bounds, scalars or arrays broadcastable to ``shape``
+        low, high: bounds, Python scalars or NumPy arrays (static, never traced)
+            broadcastable to ``shape``
             (``-inf``/``inf`` for unbounded floats).
         shape: the shape of one element.
         dtype: element dtype (float32 unless said otherwise).
