@@ -1,0 +1,108 @@
+"""A batch of environments stepped together, with an auto-reset that computes only
+as many resets as episodes actually end.
+
+``jax.vmap`` over ``AutoReset`` evaluates every environment's reset on every
+step and selects it where an episode ended: fine when reset is cheap, costly
+when it is not (``GridWorld-Maze`` draws a new maze per reset, which costs
+more than three steps). ``VecEnv`` instead steps the batch, finds the (at most
+``max_resets``) environments whose episode ended, resets only those and
+scatters the fresh states in. If more episodes end in one step than
+``max_resets``, a ``lax.cond`` falls back to resetting the whole batch, so the
+result is always exact: every finished episode gets its own fresh reset.
+
+This is the exact variant of the "optimistic reset" of Craftax (Matthews et
+al., 2024), which shares reset states when too many episodes end at once.
+
+The inner env must not contain ``AutoReset``; ``info["final_obs"]`` holds the
+pre-reset observation as with ``AutoReset``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from envs.core import Environment, TimeStep, Wrapper
+from envs.wrappers import AutoReset
+
+
+class VecEnv:
+    """``num_envs`` copies of ``env`` with shared params and batched auto-reset.
+
+    Args:
+        env: an unbatched env without ``AutoReset`` (e.g. ``envs.make(name, autoreset=False)``).
+        num_envs: batch size (static).
+        max_resets: resets computed per step when few episodes end; None resets
+            every env every step (``vmap(AutoReset)`` behaviour). A few percent
+            of ``num_envs`` suits long episodes.
+    """
+
+    def __init__(self, env: Environment, num_envs: int, max_resets: int | None = None):
+        if isinstance(env, Wrapper) and env.find(AutoReset) is not None:
+            raise ValueError(
+                "VecEnv resets environments itself; pass an env without AutoReset, "
+                "e.g. envs.make(name, autoreset=False)"
+            )
+        if int(num_envs) < 1:
+            raise ValueError(f"VecEnv: num_envs={num_envs} is not allowed; it must be >= 1")
+        if max_resets is not None and not 1 <= int(max_resets) <= int(num_envs):
+            raise ValueError(
+                f"VecEnv: max_resets={max_resets} is not allowed; it must be in [1, num_envs={num_envs}]"
+            )
+        self.env = env
+        self.num_envs = int(num_envs)
+        self.max_resets = None if max_resets is None else int(max_resets)
+
+    def observation_space(self, params):
+        return self.env.observation_space(params)
+
+    def action_space(self, params):
+        return self.env.action_space(params)
+
+    def reset(self, key: jax.Array, params: Any) -> tuple[Any, TimeStep]:
+        """Batched reset; ``info["final_obs"]`` equals ``obs``."""
+        keys = jax.random.split(key, self.num_envs)
+        state, ts = jax.vmap(self.env.reset, in_axes=(0, None))(keys, params)
+        return state, ts._replace(info={**ts.info, "final_obs": ts.obs})
+
+    def step(self, key: jax.Array, state: Any, action: Any, params: Any) -> tuple[Any, TimeStep]:
+        """Step every env with its action (leading axis ``num_envs``) and reset finished ones."""
+        step_key, reset_key = jax.random.split(key)
+        keys = jax.random.split(step_key, self.num_envs)
+        state, ts = jax.vmap(self.env.step, in_axes=(0, 0, 0, None))(keys, state, action, params)
+        done = ts.done
+        carry = (state, ts.obs)
+        if self.max_resets is None or self.max_resets == self.num_envs:
+            state, obs = self._reset_all(reset_key, done, carry, params)
+        else:
+            state, obs = jax.lax.cond(
+                done.sum() > self.max_resets,
+                self._reset_all,
+                self._reset_some,
+                reset_key,
+                done,
+                carry,
+                params,
+            )
+        return state, ts._replace(obs=obs, info={**ts.info, "final_obs": ts.obs})
+
+    def _reset_all(self, key, done, carry, params):
+        fresh = jax.vmap(self.env.reset, in_axes=(0, None))(jax.random.split(key, self.num_envs), params)
+        fresh = (fresh[0], fresh[1].obs)
+        return jax.tree.map(lambda new, old: _where_batch(done, new, old), fresh, carry)
+
+    def _reset_some(self, key, done, carry, params):
+        (index,) = jnp.nonzero(done, size=self.max_resets, fill_value=self.num_envs)
+        state, ts = jax.vmap(self.env.reset, in_axes=(0, None))(
+            jax.random.split(key, self.max_resets), params
+        )
+        # Index num_envs is out of bounds: those rows (unused slots) are dropped.
+        return jax.tree.map(
+            lambda old, new: old.at[index].set(new, mode="drop"), carry, (state, ts.obs)
+        )
+
+
+def _where_batch(mask: jax.Array, new: jax.Array, old: jax.Array) -> jax.Array:
+    return jnp.where(mask.reshape(mask.shape + (1,) * (new.ndim - 1)), new, old)

@@ -1,0 +1,167 @@
+"""Networks as flax linen modules (pure ``init``/``apply``): torsos, policy and
+value heads, Q heads and a GRU core, with initialisation in one place.
+
+Initialisation follows the PPO implementation study (Andrychowicz et al. 2021;
+Huang et al. 2022): orthogonal weights with gain sqrt(2) in hidden layers,
+0.01 on the policy output and 1.0 on value outputs, zero biases.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Literal
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from jaxrl.distributions import Categorical, DiagGaussian, TanhGaussian
+
+Activation = Literal["tanh", "relu", "gelu", "silu"]
+_ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "gelu": nn.gelu, "silu": nn.silu}
+
+
+def dense(features: int, scale: float = math.sqrt(2.0), name: str | None = None) -> nn.Dense:
+    """A dense layer with orthogonal(scale) weights and zero bias."""
+    return nn.Dense(
+        features, kernel_init=nn.initializers.orthogonal(scale), bias_init=nn.initializers.zeros, name=name
+    )
+
+
+class MLP(nn.Module):
+    """Fully connected torso; flattens everything after the batch axes given by ``obs_ndim``."""
+
+    hidden_sizes: Sequence[int] = (64, 64)
+    activation: Activation = "tanh"
+    layer_norm: bool = False
+    obs_ndim: int = 1
+    """Number of trailing axes that make up one observation (flattened together)."""
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = jnp.asarray(x, jnp.float32)
+        if self.obs_ndim != 1:
+            x = x.reshape(x.shape[: x.ndim - self.obs_ndim] + (-1,))
+        for size in self.hidden_sizes:
+            x = dense(size)(x)
+            if self.layer_norm:
+                x = nn.LayerNorm()(x)
+            x = _ACTIVATIONS[self.activation](x)
+        return x
+
+
+class CNN(nn.Module):
+    """Small conv torso for grid images (H, W, C), e.g. gridworld images and MinAtar.
+
+    3x3 convolutions with SAME padding keep small grids' resolution; then a dense layer.
+    """
+
+    channels: Sequence[int] = (16, 32)
+    dense_size: int = 128
+    activation: Activation = "relu"
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = jnp.asarray(x, jnp.float32)
+        act = _ACTIVATIONS[self.activation]
+        for c in self.channels:
+            x = act(nn.Conv(c, (3, 3), padding="SAME", kernel_init=nn.initializers.orthogonal(math.sqrt(2.0)))(x))
+        x = x.reshape(x.shape[:-3] + (-1,))
+        return act(dense(self.dense_size)(x))
+
+
+class CategoricalHead(nn.Module):
+    num_actions: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> Categorical:
+        return Categorical(dense(self.num_actions, 0.01)(x))
+
+
+class GaussianHead(nn.Module):
+    """Diagonal Gaussian with a state-independent, learned log-std (PPO/TRPO style)."""
+
+    action_dim: int
+    init_log_std: float = 0.0
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> DiagGaussian:
+        mean = dense(self.action_dim, 0.01)(x)
+        log_std = self.param("log_std", nn.initializers.constant(self.init_log_std), (self.action_dim,))
+        return DiagGaussian(mean, jnp.broadcast_to(log_std, mean.shape))
+
+
+class TanhGaussianHead(nn.Module):
+    """Tanh-squashed Gaussian with state-dependent log-std clipped to [min, max] (SAC style)."""
+
+    action_dim: int
+    log_std_min: float = -5.0
+    log_std_max: float = 2.0
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> TanhGaussian:
+        mean = dense(self.action_dim, 0.01)(x)
+        log_std = dense(self.action_dim, 0.01)(x)
+        log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (jnp.tanh(log_std) + 1)
+        return TanhGaussian(mean, log_std)
+
+
+class ValueHead(nn.Module):
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return dense(1, 1.0)(x)[..., 0]
+
+
+class QHead(nn.Module):
+    """Q-values for every discrete action; ``dueling`` splits value and advantage streams
+    (Wang et al. 2016) and recombines them as ``V + A - mean(A)``."""
+
+    num_actions: int
+    dueling: bool = False
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        if not self.dueling:
+            return dense(self.num_actions, 1.0)(x)
+        value = dense(1, 1.0)(x)
+        advantage = dense(self.num_actions, 1.0)(x)
+        return value + advantage - advantage.mean(axis=-1, keepdims=True)
+
+
+class ResettingGRU(nn.Module):
+    """A GRU over a time-major sequence that restarts its hidden state where ``reset`` is true.
+
+    ``reset_t`` marks the first step of a new episode (the step after ``done``),
+    so hidden state never leaks across episode boundaries.
+
+    Call with ``carry [B, H]``, ``x [T, B, D]``, ``reset [T, B]``; returns
+    ``(carry, y [T, B, H])``. A single step is ``T = 1``.
+    """
+
+    hidden_size: int = 128
+
+    @nn.compact
+    def __call__(self, carry: jax.Array, x: jax.Array, reset: jax.Array) -> tuple[jax.Array, jax.Array]:
+        cell = nn.scan(
+            _ResetCell,
+            variable_broadcast="params",
+            split_rngs={"params": False},
+            in_axes=0,
+            out_axes=0,
+        )(self.hidden_size)
+        return cell(carry, (x, reset))
+
+    def initialize_carry(self, batch_shape: tuple[int, ...]) -> jax.Array:
+        return jnp.zeros(batch_shape + (self.hidden_size,), jnp.float32)
+
+
+class _ResetCell(nn.Module):
+    hidden_size: int
+
+    @nn.compact
+    def __call__(self, carry, inputs):
+        x, reset = inputs
+        carry = jnp.where(reset[..., None], jnp.zeros_like(carry), carry)
+        carry, y = nn.GRUCell(self.hidden_size)(carry, x)
+        return carry, y
