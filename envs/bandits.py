@@ -190,7 +190,8 @@ class _MultiArmedBandit(Environment[BanditState, Any]):
         return state, transition(jnp.zeros((1,), jnp.float32), reward, False, info)
 
     def observation_space(self, params):
-        return Box(0.0, 0.0, (1,), jnp.float32)
+        # A degenerate Box(0, 0) is legal but trips Gymnasium's checker; zeros lie inside [0, 1].
+        return Box(0.0, 1.0, (1,), jnp.float32)
 
     def action_space(self, params):
         return Discrete(params.num_arms)

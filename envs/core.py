@@ -166,12 +166,24 @@ class Wrapper(Environment[S, P]):
                 return None
             env = env.env
 
+    def inner_state(self, state: S) -> Any:
+        """The wrapped env's state inside this wrapper's state (identity unless
+        the wrapper adds a layer to the state)."""
+        return state
+
+    #: Env-specific helpers whose first argument is a state; reached through
+    #: wrappers with the state unwrapped layer by layer.
+    STATE_METHODS = ("render", "state_index")
+
     def __getattr__(self, name: str) -> Any:
         # Env-specific helpers (``render``, ``tabular_model``) stay reachable
         # through wrappers. Guard ``env`` itself so copying cannot recurse.
         if name == "env" or name.startswith("__"):
             raise AttributeError(name)
-        return getattr(self.env, name)
+        attr = getattr(self.env, name)
+        if name in self.STATE_METHODS:
+            return lambda state, *args, **kwargs: attr(self.inner_state(state), *args, **kwargs)
+        return attr
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.env!r})"

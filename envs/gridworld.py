@@ -654,7 +654,7 @@ class RandomMaze(Environment[MazeState, MazeParams]):
         return _render(state.pos, state.walls, lava, state.goal, cell_size)
 
     def tabular_model(self, params):
-        raise NotImplementedError(
+        raise ValueError(
             "RandomMaze has no tabular model: its layout is redrawn every reset. Freeze one "
             "maze with GridWorld(ascii_map=to_ascii(state.walls, state.start, state.goal))."
         )

@@ -60,7 +60,9 @@ class Probe(Environment[ProbeState, ProbeParams]):
 
     def __init__(self, index: int):
         if index not in DESCRIPTIONS:
-            raise ValueError(f"Probe: index={index} is not allowed; it must be one of 1, 2, 3, 4, 5")
+            raise ValueError(
+                f"Probe: index={index} is not allowed; it must be one of 1, 2, 3, 4, 5"
+            )
         self.index = index
         self.description = DESCRIPTIONS[index]
 

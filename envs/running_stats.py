@@ -23,7 +23,9 @@ class RunningStats(NamedTuple):
 
 def init(shape: tuple[int, ...]) -> RunningStats:
     """Zero mean, unit variance, and a tiny count so the first update dominates."""
-    return RunningStats(jnp.zeros(shape, jnp.float32), jnp.ones(shape, jnp.float32), jnp.asarray(1e-4, jnp.float32))
+    return RunningStats(
+        jnp.zeros(shape, jnp.float32), jnp.ones(shape, jnp.float32), jnp.asarray(1e-4, jnp.float32)
+    )
 
 
 def merge(a: RunningStats, b: RunningStats) -> RunningStats:
@@ -46,7 +48,9 @@ def update(stats: RunningStats, batch: jax.Array) -> RunningStats:
     return merge(stats, sample)
 
 
-def normalize(stats: RunningStats, x: jax.Array, clip: float = 10.0, eps: float = 1e-8) -> jax.Array:
+def normalize(
+    stats: RunningStats, x: jax.Array, clip: float = 10.0, eps: float = 1e-8
+) -> jax.Array:
     """``(x - mean) / sqrt(var + eps)``, clipped to ``[-clip, clip]``."""
     z = (jnp.asarray(x, jnp.float32) - stats.mean) / jnp.sqrt(stats.var + eps)
     return jnp.clip(z, -clip, clip)

@@ -49,7 +49,8 @@ class VecEnv:
             raise ValueError(f"VecEnv: num_envs={num_envs} is not allowed; it must be >= 1")
         if max_resets is not None and not 1 <= int(max_resets) <= int(num_envs):
             raise ValueError(
-                f"VecEnv: max_resets={max_resets} is not allowed; it must be in [1, num_envs={num_envs}]"
+                f"VecEnv: max_resets={max_resets} is not allowed; "
+                f"it must be in [1, num_envs={num_envs}]"
             )
         self.env = env
         self.num_envs = int(num_envs)
@@ -89,7 +90,9 @@ class VecEnv:
         return state, ts._replace(obs=obs, info={**ts.info, "final_obs": ts.obs})
 
     def _reset_all(self, key, done, carry, params):
-        fresh = jax.vmap(self.env.reset, in_axes=(0, None))(jax.random.split(key, self.num_envs), params)
+        fresh = jax.vmap(self.env.reset, in_axes=(0, None))(
+            jax.random.split(key, self.num_envs), params
+        )
         fresh = (fresh[0], fresh[1].obs)
         return jax.tree.map(lambda new, old: _where_batch(done, new, old), fresh, carry)
 

@@ -48,6 +48,9 @@ class TimeLimit(Wrapper):
         super().__init__(env)
         self.max_episode_steps = int(max_episode_steps)
 
+    def inner_state(self, state):
+        return state.env_state
+
     def reset(self, key, params):
         env_state, ts = self.env.reset(key, params)
         return TimeLimitState(env_state, jnp.zeros((), jnp.int32)), ts
@@ -94,6 +97,9 @@ class EpisodeStatistics(Wrapper):
     episode's totals on a step that ends one, the running totals otherwise) and
     ``info["episode_done"]``; average the first two where the third is true.
     """
+
+    def inner_state(self, state):
+        return state.env_state
 
     def reset(self, key, params):
         env_state, ts = self.env.reset(key, params)
@@ -143,6 +149,9 @@ class NormalizeObservation(Wrapper):
         if "final_obs" in info:
             info["final_obs"] = running_stats.normalize(stats, info["final_obs"], self.clip)
         return ts._replace(obs=running_stats.normalize(stats, ts.obs, self.clip), info=info)
+
+    def inner_state(self, state):
+        return state.env_state
 
     def reset(self, key, params):
         env_state, ts = self.env.reset(key, params)
@@ -264,9 +273,7 @@ class DebugChecks(Wrapper):
     def step(self, key, state, action, params):
         space = self.env.action_space(params)
         action = jnp.asarray(action)
-        bounds = (
-            f"[0, {space.n})" if isinstance(space, Discrete) else f"{space!r} bounds"
-        )
+        bounds = f"[0, {space.n})" if isinstance(space, Discrete) else f"{space!r} bounds"
         checkify.check(
             space.contains(action),
             f"{self.name}: action {{action}} is outside the action space; allowed {bounds}",
@@ -274,7 +281,9 @@ class DebugChecks(Wrapper):
         )
         state, ts = self.env.step(key, state, action, params)
         checkify.check(
-            jnp.isfinite(ts.reward), f"{self.name}: reward {{reward}} is not finite", reward=ts.reward
+            jnp.isfinite(ts.reward),
+            f"{self.name}: reward {{reward}} is not finite",
+            reward=ts.reward,
         )
         self._check_obs(ts, params, "step")
         return state, ts

@@ -56,11 +56,15 @@ def rollout_fn(reset, step, sample, num_envs, iterations):
             state, total = carry
             act_key, step_key = jax.random.split(key)
             actions = jax.vmap(sample)(jax.random.split(act_key, num_envs))
-            state, obs, reward = jax.vmap(step)(jax.random.split(step_key, num_envs), state, actions)
+            state, obs, reward = jax.vmap(step)(
+                jax.random.split(step_key, num_envs), state, actions
+            )
             total = total + reward.sum() + jnp.sum(obs.astype(jnp.float32))
             return (state, total), None
 
-        (_, total), _ = jax.lax.scan(body, (state, jnp.zeros(())), jax.random.split(key, iterations))
+        (_, total), _ = jax.lax.scan(
+            body, (state, jnp.zeros(())), jax.random.split(key, iterations)
+        )
         return total
 
     return run
@@ -83,7 +87,9 @@ def ours_vecenv(name, num_envs, iterations):
             total = total + ts.reward.sum() + jnp.sum(ts.obs.astype(jnp.float32))
             return (state, total), None
 
-        (_, total), _ = jax.lax.scan(body, (state, jnp.zeros(())), jax.random.split(key, iterations))
+        (_, total), _ = jax.lax.scan(
+            body, (state, jnp.zeros(())), jax.random.split(key, iterations)
+        )
         return total
 
     return run
@@ -156,15 +162,14 @@ def main(args: Args) -> None:
                 row["batching"] = batching
                 row["ratio_to_gymnax_cartpole"] = row["steps_per_second"] / ref["steps_per_second"]
                 rows.append(row)
+                rate, ratio = row["steps_per_second"], row["ratio_to_gymnax_cartpole"]
                 print(
-                    f"{name:<26} {batching:<6} {n:>5} envs {row['steps_per_second']:>12,.0f} steps/s"
-                    f"  x{row['ratio_to_gymnax_cartpole']:.2f}  (compile {row['compile_seconds']:.1f} s)"
+                    f"{name:<26} {batching:<6} {n:>5} envs {rate:>12,.0f} steps/s"
+                    f"  x{ratio:.2f}  (compile {row['compile_seconds']:.1f} s)"
                 )
     (args.out / "bench_envs.json").write_text(json.dumps(rows, indent=2))
     largest = max(args.num_envs)
-    at_largest = [
-        r for r in rows if r["num_envs"] == largest and r.get("batching") == "vecenv"
-    ]
+    at_largest = [r for r in rows if r["num_envs"] == largest and r.get("batching") == "vecenv"]
     summary = {
         "script": "bench_envs",
         "jax_version": jax.__version__,
@@ -175,7 +180,9 @@ def main(args: Args) -> None:
         f"vecenv_ratio_to_gymnax_cartpole_at_{largest}": {
             r["env"]: r["ratio_to_gymnax_cartpole"] for r in at_largest
         },
-        "slower_than_reference": [r["env"] for r in at_largest if r["ratio_to_gymnax_cartpole"] < 1],
+        "slower_than_reference": [
+            r["env"] for r in at_largest if r["ratio_to_gymnax_cartpole"] < 1
+        ],
     }
     (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
     print(f"wrote {args.out / 'bench_envs.json'}")

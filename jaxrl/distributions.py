@@ -30,7 +30,9 @@ class Categorical(NamedTuple):
 
     def log_prob(self, action: jax.Array) -> jax.Array:
         log_p = jax.nn.log_softmax(self.logits)
-        return jnp.take_along_axis(log_p, jnp.asarray(action, jnp.int32)[..., None], axis=-1)[..., 0]
+        return jnp.take_along_axis(log_p, jnp.asarray(action, jnp.int32)[..., None], axis=-1)[
+            ..., 0
+        ]
 
     def entropy(self) -> jax.Array:
         log_p = jax.nn.log_softmax(self.logits)
@@ -69,7 +71,9 @@ class DiagGaussian(NamedTuple):
     def kl(self, other: DiagGaussian) -> jax.Array:
         var_ratio = jnp.exp(2 * (self.log_std - other.log_std))
         mean_term = jnp.square((self.mean - other.mean) * jnp.exp(-other.log_std))
-        return 0.5 * jnp.sum(var_ratio + mean_term - 1.0 - 2 * (self.log_std - other.log_std), axis=-1)
+        return 0.5 * jnp.sum(
+            var_ratio + mean_term - 1.0 - 2 * (self.log_std - other.log_std), axis=-1
+        )
 
 
 def _log_one_minus_tanh_sq(u: jax.Array) -> jax.Array:

@@ -22,7 +22,9 @@ def num_samples(batch: Any, sample_axes: int = 1) -> int:
     return size
 
 
-def shuffle_minibatches(key: jax.Array, batch: Any, num_minibatches: int, sample_axes: int = 1) -> Any:
+def shuffle_minibatches(
+    key: jax.Array, batch: Any, num_minibatches: int, sample_axes: int = 1
+) -> Any:
     """Leaves ``[*sample_dims, ...]`` -> ``[num_minibatches, samples // num_minibatches, ...]``.
 
     The number of samples must divide by ``num_minibatches`` (agents validate
@@ -36,6 +38,8 @@ def shuffle_minibatches(key: jax.Array, batch: Any, num_minibatches: int, sample
     flat = jax.tree.map(lambda x: x.reshape((n,) + x.shape[sample_axes:]), batch)
     perm = jax.random.permutation(key, n)
     return jax.tree.map(
-        lambda x: jnp.take(x, perm, axis=0).reshape((num_minibatches, n // num_minibatches) + x.shape[1:]),
+        lambda x: jnp.take(x, perm, axis=0).reshape(
+            (num_minibatches, n // num_minibatches) + x.shape[1:]
+        ),
         flat,
     )

@@ -25,7 +25,10 @@ _ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "gelu": nn.gelu, "silu": nn.si
 def dense(features: int, scale: float = math.sqrt(2.0), name: str | None = None) -> nn.Dense:
     """A dense layer with orthogonal(scale) weights and zero bias."""
     return nn.Dense(
-        features, kernel_init=nn.initializers.orthogonal(scale), bias_init=nn.initializers.zeros, name=name
+        features,
+        kernel_init=nn.initializers.orthogonal(scale),
+        bias_init=nn.initializers.zeros,
+        name=name,
     )
 
 
@@ -66,7 +69,14 @@ class CNN(nn.Module):
         x = jnp.asarray(x, jnp.float32)
         act = _ACTIVATIONS[self.activation]
         for c in self.channels:
-            x = act(nn.Conv(c, (3, 3), padding="SAME", kernel_init=nn.initializers.orthogonal(math.sqrt(2.0)))(x))
+            x = act(
+                nn.Conv(
+                    c,
+                    (3, 3),
+                    padding="SAME",
+                    kernel_init=nn.initializers.orthogonal(math.sqrt(2.0)),
+                )(x)
+            )
         x = x.reshape(x.shape[:-3] + (-1,))
         return act(dense(self.dense_size)(x))
 
@@ -88,7 +98,9 @@ class GaussianHead(nn.Module):
     @nn.compact
     def __call__(self, x: jax.Array) -> DiagGaussian:
         mean = dense(self.action_dim, 0.01)(x)
-        log_std = self.param("log_std", nn.initializers.constant(self.init_log_std), (self.action_dim,))
+        log_std = self.param(
+            "log_std", nn.initializers.constant(self.init_log_std), (self.action_dim,)
+        )
         return DiagGaussian(mean, jnp.broadcast_to(log_std, mean.shape))
 
 
@@ -103,7 +115,9 @@ class TanhGaussianHead(nn.Module):
     def __call__(self, x: jax.Array) -> TanhGaussian:
         mean = dense(self.action_dim, 0.01)(x)
         log_std = dense(self.action_dim, 0.01)(x)
-        log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (jnp.tanh(log_std) + 1)
+        log_std = self.log_std_min + 0.5 * (self.log_std_max - self.log_std_min) * (
+            jnp.tanh(log_std) + 1
+        )
         return TanhGaussian(mean, log_std)
 
 
@@ -142,7 +156,9 @@ class ResettingGRU(nn.Module):
     hidden_size: int = 128
 
     @nn.compact
-    def __call__(self, carry: jax.Array, x: jax.Array, reset: jax.Array) -> tuple[jax.Array, jax.Array]:
+    def __call__(
+        self, carry: jax.Array, x: jax.Array, reset: jax.Array
+    ) -> tuple[jax.Array, jax.Array]:
         cell = nn.scan(
             _ResetCell,
             variable_broadcast="params",

@@ -31,7 +31,9 @@ def make_optimizer(
     """
     if decay_steps is not None:
         if int(decay_steps) < 1:
-            raise ValueError(f"make_optimizer: decay_steps={decay_steps} is not allowed; it must be >= 1")
+            raise ValueError(
+                f"make_optimizer: decay_steps={decay_steps} is not allowed; it must be >= 1"
+            )
         schedule = optax.linear_schedule(learning_rate, 0.0, int(decay_steps))
     else:
         schedule = learning_rate

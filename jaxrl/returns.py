@@ -49,7 +49,9 @@ def lambda_returns(r_t, terminated_t, truncated_t, v_next_t, gamma, lambda_):
     Returns:
         ``[T]`` or ``[T, B]`` float32 returns.
     """
-    r_t, discount_t, continue_t, v_next_t = _prepare(r_t, terminated_t, truncated_t, v_next_t, gamma)
+    r_t, discount_t, continue_t, v_next_t = _prepare(
+        r_t, terminated_t, truncated_t, v_next_t, gamma
+    )
 
     def body(g_next, xs):
         r, discount, cont, v_next = xs
@@ -79,7 +81,9 @@ def gae(r_t, terminated_t, truncated_t, v_t, v_next_t, gamma, lambda_):
         λ-returns used as value targets.
     """
     chex.assert_equal_shape([r_t, v_t])
-    r_t, discount_t, continue_t, v_next_t = _prepare(r_t, terminated_t, truncated_t, v_next_t, gamma)
+    r_t, discount_t, continue_t, v_next_t = _prepare(
+        r_t, terminated_t, truncated_t, v_next_t, gamma
+    )
     delta_t = r_t + discount_t * v_next_t - v_t
 
     def body(a_next, xs):
@@ -101,7 +105,9 @@ def n_step_returns(r_t, terminated_t, truncated_t, v_next_t, gamma, n: int):
     """
     if int(n) < 1:
         raise ValueError(f"n_step_returns: n={n} is not allowed; it must be >= 1")
-    r_t, discount_t, continue_t, v_next_t = _prepare(r_t, terminated_t, truncated_t, v_next_t, gamma)
+    r_t, discount_t, continue_t, v_next_t = _prepare(
+        r_t, terminated_t, truncated_t, v_next_t, gamma
+    )
     g = r_t + discount_t * v_next_t  # 1-step returns
     for _ in range(int(n) - 1):
         # G^m_t = r_t + discount_t * (continue_t ? G^{m-1}_{t+1} : v_next_t); at t = T-1 use v_next.

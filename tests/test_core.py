@@ -184,7 +184,9 @@ def test_running_stats_merge_equals_one_pass():
 
 def test_clip_and_rescale_actions():
     params = EchoParams()
-    _, ts = wrappers.ClipAction(Echo()).step(jax.random.key(0), None, jnp.array([5.0, -3.0]), params)
+    _, ts = wrappers.ClipAction(Echo()).step(
+        jax.random.key(0), None, jnp.array([5.0, -3.0]), params
+    )
     np.testing.assert_array_equal(ts.obs, [2.0, 0.0])
     env = wrappers.RescaleAction(Echo())
     space = env.action_space(params)
@@ -259,13 +261,30 @@ def test_make_wraps_for_training_and_raw_is_bare():
     assert type(raw).__name__ == "Probe" and raw is raw.unwrapped
 
 
+def test_state_methods_reach_through_state_wrapping_wrappers():
+    env, params = envs.make("GridWorld-Empty-8x8")  # three wrapper layers, two wrap the state
+    state, _ = env.reset(jax.random.key(0), params)
+    raw_state = state.env_state.env_state
+    np.testing.assert_array_equal(
+        env.render(state, params), env.unwrapped.render(raw_state, params)
+    )
+    assert int(env.state_index(state, params)) == int(env.unwrapped.state_index(raw_state, params))
+    assert env.tabular_model(params).P.shape[1] == 4
+
+
 # Probes -------------------------------------------------------------------
 
 
 @pytest.mark.parametrize(
     "index, action, expected",
-    [(1, 0, lambda o: 1.0), (2, 0, lambda o: o), (4, 1, lambda o: 1.0), (4, 0, lambda o: -1.0),
-     (5, 1, lambda o: 1.0 if o > 0 else -1.0), (5, 0, lambda o: -1.0 if o > 0 else 1.0)],
+    [
+        (1, 0, lambda o: 1.0),
+        (2, 0, lambda o: o),
+        (4, 1, lambda o: 1.0),
+        (4, 0, lambda o: -1.0),
+        (5, 1, lambda o: 1.0 if o > 0 else -1.0),
+        (5, 0, lambda o: -1.0 if o > 0 else 1.0),
+    ],
 )
 def test_probe_rewards(index, action, expected):
     env, params = envs.make(f"Probe-{index}", raw=True)
@@ -278,5 +297,7 @@ def test_probe_rewards(index, action, expected):
 
 def test_probe2_and_probe5_observations_vary_with_key():
     env, params = envs.make("Probe-5", raw=True)
-    obs = jax.vmap(lambda k: env.reset(k, params)[1].obs[0])(jax.random.split(jax.random.key(0), 64))
+    obs = jax.vmap(lambda k: env.reset(k, params)[1].obs[0])(
+        jax.random.split(jax.random.key(0), 64)
+    )
     assert set(np.asarray(obs).tolist()) == {-1.0, 1.0}

@@ -16,14 +16,20 @@ def test_categorical_matches_scipy_and_samples_frequencies():
     dist = Categorical(jnp.asarray(logits))
     probs = np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)
     actions = np.array([0, 3, 4, 1])
-    np.testing.assert_allclose(dist.log_prob(actions), np.log(probs[np.arange(4), actions]), rtol=1e-5)
+    np.testing.assert_allclose(
+        dist.log_prob(actions), np.log(probs[np.arange(4), actions]), rtol=1e-5
+    )
     np.testing.assert_allclose(dist.entropy(), [stats.entropy(p) for p in probs], rtol=1e-5)
     np.testing.assert_array_equal(dist.mode(), probs.argmax(-1))
-    samples = jax.vmap(Categorical(jnp.asarray(logits[0])).sample)(jax.random.split(jax.random.key(0), 20000))
+    samples = jax.vmap(Categorical(jnp.asarray(logits[0])).sample)(
+        jax.random.split(jax.random.key(0), 20000)
+    )
     np.testing.assert_allclose(np.bincount(samples, minlength=5) / 20000, probs[0], atol=0.015)
     other = Categorical(jnp.asarray(RNG.normal(size=(4, 5)).astype(np.float32)))
     q = np.asarray(other.probs())
-    np.testing.assert_allclose(dist.kl(other), [stats.entropy(p, qq) for p, qq in zip(probs, q)], rtol=1e-4)
+    np.testing.assert_allclose(
+        dist.kl(other), [stats.entropy(p, qq) for p, qq in zip(probs, q, strict=True)], rtol=1e-4
+    )
 
 
 def test_diag_gaussian_matches_scipy():
@@ -32,14 +38,18 @@ def test_diag_gaussian_matches_scipy():
     dist = DiagGaussian(jnp.asarray(mean, jnp.float32), jnp.asarray(log_std, jnp.float32))
     want = stats.norm(mean, np.exp(log_std)).logpdf(x).sum(-1)
     np.testing.assert_allclose(dist.log_prob(jnp.asarray(x, jnp.float32)), want, rtol=1e-5)
-    np.testing.assert_allclose(dist.entropy(), stats.norm(mean, np.exp(log_std)).entropy().sum(-1), rtol=1e-5)
+    np.testing.assert_allclose(
+        dist.entropy(), stats.norm(mean, np.exp(log_std)).entropy().sum(-1), rtol=1e-5
+    )
     samples = jax.vmap(dist.sample)(jax.random.split(jax.random.key(1), 20000))
     np.testing.assert_allclose(samples.mean(0), mean, atol=0.05)
     np.testing.assert_allclose(samples.std(0), np.exp(log_std), rtol=0.05)
     other = DiagGaussian(jnp.zeros((3, 2)), jnp.zeros((3, 2)))
     # KL(N(m, s^2) || N(0, 1)) per dimension: log(1/s) + (s^2 + m^2)/2 - 1/2
     s2 = np.exp(2 * log_std)
-    np.testing.assert_allclose(dist.kl(other), (-log_std + (s2 + mean**2) / 2 - 0.5).sum(-1), rtol=1e-4)
+    np.testing.assert_allclose(
+        dist.kl(other), (-log_std + (s2 + mean**2) / 2 - 0.5).sum(-1), rtol=1e-4
+    )
 
 
 def test_tanh_gaussian_log_prob_is_change_of_variables_and_finite_at_bounds():

@@ -266,7 +266,7 @@ def test_tabular_model_structure_and_index_mapping():
         position = env.index_to_position(index, params)
         np.testing.assert_array_equal(position, model.positions[index])
         assert env.state_index(state.replace(pos=position), params) == index
-    with pytest.raises(NotImplementedError, match="no tabular model"):
+    with pytest.raises(ValueError, match="no tabular model"):
         RandomMaze().tabular_model(RandomMaze().default_params())
 
 

@@ -75,7 +75,10 @@ def test_lambda_returns_match_numpy(rollout, lam, jit):
     fn = returns.lambda_returns
     fn = jax.jit(fn) if jit else fn
     got = fn(r, term, trunc, v_next, GAMMA, lam)
-    want = [[numpy_lambda_return(r, term, trunc, v_next, t, b, lam, GAMMA) for b in range(B)] for t in range(T)]
+    want = [
+        [numpy_lambda_return(r, term, trunc, v_next, t, b, lam, GAMMA) for b in range(B)]
+        for t in range(T)
+    ]
     np.testing.assert_allclose(got, np.array(want), rtol=1e-4, atol=1e-4)
 
 
@@ -83,14 +86,21 @@ def test_lambda_returns_match_numpy(rollout, lam, jit):
 def test_gae_matches_numpy_and_targets_are_lambda_returns(rollout, lam):
     r, term, trunc, v, v_next = rollout
     adv, targets = jax.jit(returns.gae)(r, term, trunc, v, v_next, GAMMA, lam)
-    np.testing.assert_allclose(adv, numpy_gae(r, term, trunc, v, v_next, lam, GAMMA), rtol=1e-4, atol=1e-4)
-    np.testing.assert_allclose(targets, returns.lambda_returns(r, term, trunc, v_next, GAMMA, lam), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(
+        adv, numpy_gae(r, term, trunc, v, v_next, lam, GAMMA), rtol=1e-4, atol=1e-4
+    )
+    np.testing.assert_allclose(
+        targets, returns.lambda_returns(r, term, trunc, v_next, GAMMA, lam), rtol=1e-4, atol=1e-4
+    )
 
 
 def test_lambda_one_is_monte_carlo_and_zero_is_td(rollout):
     r, term, trunc, _, v_next = rollout
     mc = returns.reward_to_go(r, term, trunc, v_next, GAMMA)
-    want = [[numpy_episode_sum(r, term, trunc, v_next, t, b, T, GAMMA) for b in range(B)] for t in range(T)]
+    want = [
+        [numpy_episode_sum(r, term, trunc, v_next, t, b, T, GAMMA) for b in range(B)]
+        for t in range(T)
+    ]
     np.testing.assert_allclose(mc, np.array(want), rtol=1e-4, atol=1e-4)
     td = returns.lambda_returns(r, term, trunc, v_next, GAMMA, 0.0)
     np.testing.assert_allclose(td, r + GAMMA * (1 - term) * v_next, rtol=1e-5, atol=1e-5)
@@ -100,7 +110,10 @@ def test_lambda_one_is_monte_carlo_and_zero_is_td(rollout):
 def test_n_step_returns_match_numpy(rollout, n):
     r, term, trunc, _, v_next = rollout
     got = returns.n_step_returns(r, term, trunc, v_next, GAMMA, n)
-    want = [[numpy_episode_sum(r, term, trunc, v_next, t, b, n, GAMMA) for b in range(B)] for t in range(T)]
+    want = [
+        [numpy_episode_sum(r, term, trunc, v_next, t, b, n, GAMMA) for b in range(B)]
+        for t in range(T)
+    ]
     np.testing.assert_allclose(got, np.array(want), rtol=1e-4, atol=1e-4)
 
 
@@ -116,4 +129,6 @@ def test_truncation_bootstraps_and_termination_does_not():
 
 def test_n_step_rejects_bad_n():
     with pytest.raises(ValueError, match="n=0"):
-        returns.n_step_returns(jnp.ones(3), jnp.zeros(3, bool), jnp.zeros(3, bool), jnp.ones(3), 0.9, 0)
+        returns.n_step_returns(
+            jnp.ones(3), jnp.zeros(3, bool), jnp.zeros(3, bool), jnp.ones(3), 0.9, 0
+        )

@@ -77,5 +77,7 @@ def test_rejects_autoreset_inner_env_and_bad_sizes():
     raw, _ = envs.make("Probe-1", autoreset=False)
     with pytest.raises(ValueError, match="num_envs=0"):
         VecEnv(raw, 0)
-    with pytest.raises(ValueError, match=r"max_resets=5 is not allowed; it must be in \[1, num_envs=4\]"):
+    with pytest.raises(
+        ValueError, match=r"max_resets=5 is not allowed; it must be in \[1, num_envs=4\]"
+    ):
         VecEnv(raw, 4, 5)
