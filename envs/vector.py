@@ -13,8 +13,9 @@ result is always exact: every finished episode gets its own fresh reset.
 This is the exact variant of the "optimistic reset" of Craftax (Matthews et
 al., 2024), which shares reset states when too many episodes end at once.
 
-The inner env must not contain ``AutoReset``; ``info["final_obs"]`` holds the
-pre-reset observation as with ``AutoReset``.
+``info["final_obs"]`` holds the pre-reset observation as with ``AutoReset``.
+An env that already contains ``AutoReset`` (``envs.make``'s default) is simply
+stepped under ``vmap``: it resets itself, and ``max_resets`` must be None.
 """
 
 from __future__ import annotations
@@ -32,18 +33,20 @@ class VecEnv:
     """``num_envs`` copies of ``env`` with shared params and batched auto-reset.
 
     Args:
-        env: an unbatched env without ``AutoReset`` (e.g. ``envs.make(name, autoreset=False)``).
+        env: an unbatched env, best without ``AutoReset``
+            (``envs.make(name, autoreset=False)``); with it, ``vmap`` semantics.
         num_envs: batch size (static).
         max_resets: resets computed per step when few episodes end; None resets
             every env every step (``vmap(AutoReset)`` behaviour). A few percent
-            of ``num_envs`` suits long episodes.
+            of ``num_envs`` suits long episodes with costly resets.
     """
 
     def __init__(self, env: Environment, num_envs: int, max_resets: int | None = None):
-        if isinstance(env, Wrapper) and env.find(AutoReset) is not None:
+        self.self_resetting = isinstance(env, Wrapper) and env.find(AutoReset) is not None
+        if self.self_resetting and max_resets is not None:
             raise ValueError(
-                "VecEnv resets environments itself; pass an env without AutoReset, "
-                "e.g. envs.make(name, autoreset=False)"
+                f"VecEnv: max_resets={max_resets} needs an env without AutoReset (it resets "
+                "itself); use envs.make(name, autoreset=False) or max_resets=None"
             )
         if int(num_envs) < 1:
             raise ValueError(f"VecEnv: num_envs={num_envs} is not allowed; it must be >= 1")
@@ -66,6 +69,8 @@ class VecEnv:
         """Batched reset; ``info["final_obs"]`` equals ``obs``."""
         keys = jax.random.split(key, self.num_envs)
         state, ts = jax.vmap(self.env.reset, in_axes=(0, None))(keys, params)
+        if self.self_resetting:
+            return state, ts
         return state, ts._replace(info={**ts.info, "final_obs": ts.obs})
 
     def step(self, key: jax.Array, state: Any, action: Any, params: Any) -> tuple[Any, TimeStep]:
@@ -73,6 +78,8 @@ class VecEnv:
         step_key, reset_key = jax.random.split(key)
         keys = jax.random.split(step_key, self.num_envs)
         state, ts = jax.vmap(self.env.step, in_axes=(0, 0, 0, None))(keys, state, action, params)
+        if self.self_resetting:
+            return state, ts
         done = ts.done
         carry = (state, ts.obs)
         if self.max_resets is None or self.max_resets == self.num_envs:

@@ -181,3 +181,51 @@ class _ResetCell(nn.Module):
         carry = jnp.where(reset[..., None], jnp.zeros_like(carry), carry)
         carry, y = nn.GRUCell(self.hidden_size)(carry, x)
         return carry, y
+
+
+def torso(kind: str, hidden_sizes: Sequence[int], activation: Activation, obs_ndim: int) -> nn.Module:
+    """``"mlp"`` (flattens ``obs_ndim`` trailing axes) or ``"cnn"`` (for (H, W, C) images)."""
+    if kind == "cnn":
+        return CNN(dense_size=hidden_sizes[-1] if hidden_sizes else 128)
+    return MLP(hidden_sizes, activation, obs_ndim=obs_ndim)
+
+
+class ActorCritic(nn.Module):
+    """Policy and value in one call, each with its own torso (no shared features,
+    as in the PPO implementation studies); optionally recurrent.
+
+    Feed-forward: ``apply(params, obs [..., *obs_shape]) -> (dist, value [...])``.
+    Recurrent (``gru_size > 0``): a GRU on top of a shared torso, called with
+    ``(obs [T, B, ...], reset [T, B], carry [B, H])`` and returning
+    ``(dist, value [T, B], carry)``.
+    """
+
+    action_dim: int
+    discrete: bool
+    hidden_sizes: Sequence[int] = (64, 64)
+    activation: Activation = "tanh"
+    torso_kind: str = "mlp"
+    obs_ndim: int = 1
+    gru_size: int = 0
+
+    def setup(self):
+        make = lambda: torso(self.torso_kind, self.hidden_sizes, self.activation, self.obs_ndim)  # noqa: E731
+        self.actor_torso = make()
+        self.critic_torso = make()
+        if self.discrete:
+            self.policy_head = CategoricalHead(self.action_dim)
+        else:
+            self.policy_head = GaussianHead(self.action_dim)
+        self.value_head = ValueHead()
+        if self.gru_size:
+            self.gru = ResettingGRU(self.gru_size)
+
+    def __call__(self, obs, reset=None, carry=None):
+        if not self.gru_size:
+            return self.policy_head(self.actor_torso(obs)), self.value_head(self.critic_torso(obs))
+        carry, features = self.gru(carry, self.actor_torso(obs), reset)
+        value = self.value_head(nn.tanh(self.critic_torso(obs)) + features)
+        return self.policy_head(features), value, carry
+
+    def initial_carry(self, batch_size: int) -> jax.Array:
+        return jnp.zeros((batch_size, self.gru_size), jnp.float32)

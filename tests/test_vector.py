@@ -70,10 +70,17 @@ def test_partial_path_resets_only_finished_envs():
     np.testing.assert_array_equal(state.env_state.time, [1, 0, 2, 1])
 
 
-def test_rejects_autoreset_inner_env_and_bad_sizes():
+def test_self_resetting_env_is_stepped_under_vmap():
+    env, params = envs.make("Probe-3")  # contains AutoReset
+    _, ts = jax.jit(lambda: run(VecEnv(env, N), params, 4))()
+    np.testing.assert_array_equal(ts.obs[:, 0, 0], [1.0, 0.0] * 2)
+    np.testing.assert_array_equal(ts.info["final_obs"][:, 0, 0], [1.0, 1.0] * 2)
+
+
+def test_rejects_bad_sizes_and_max_resets_with_autoreset():
     env, params = envs.make("Probe-1")
-    with pytest.raises(ValueError, match="without AutoReset"):
-        VecEnv(env, 4)
+    with pytest.raises(ValueError, match="max_resets=2 needs an env without AutoReset"):
+        VecEnv(env, 4, 2)
     raw, _ = envs.make("Probe-1", autoreset=False)
     with pytest.raises(ValueError, match="num_envs=0"):
         VecEnv(raw, 0)

@@ -1,0 +1,1 @@
+"""Agents: one module per algorithm, each a config, hyperparameters and ``make_train``."""

@@ -1,0 +1,293 @@
+"""Proximal policy optimisation (Schulman et al. 2017) for discrete and continuous
+actions, optionally recurrent (a GRU reset at episode starts).
+
+Implementation details follow "The 37 implementation details of PPO" (Huang et
+al. 2022): GAE, advantage normalisation per minibatch, clipped value loss
+(optional), entropy bonus, global-norm gradient clipping, linear learning-rate
+annealing, optional observation and reward normalisation, orthogonal init.
+Deviation: truncated episodes bootstrap from ``V(final_obs)`` (the pre-reset
+observation) instead of being treated as terminal.
+
+Recurrent PPO (``gru_size > 0``) minibatches whole environment sequences and
+replays them from the hidden state stored at the start of the rollout.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxrl import config as C
+from jaxrl import minibatch, returns, rollout
+from jaxrl.networks import ActorCritic
+from jaxrl.optim import make_optimizer
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOConfig:
+    num_envs: int = 4
+    """Parallel environments per seed."""
+    rollout_len: int = 128
+    """Steps per environment between updates."""
+    total_steps: int = 500_000
+    """Environment steps per seed (rounded down to whole updates)."""
+    num_epochs: int = 4
+    """Passes over each rollout."""
+    num_minibatches: int = 4
+    """Minibatches per epoch; must divide num_envs * rollout_len (num_envs if recurrent)."""
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """Torso layer sizes (actor and critic each have one)."""
+    activation: Literal["tanh", "relu", "gelu", "silu"] = "tanh"
+    torso: Literal["mlp", "cnn"] = "mlp"
+    """"cnn" for image observations (H, W, C)."""
+    gru_size: int = 0
+    """Hidden size of a GRU for partially observable envs; 0 for feed-forward."""
+    anneal_lr: bool = True
+    """Decay the learning rate linearly to 0 over training."""
+    clip_value: bool = True
+    """Clip the value loss around the rollout's value predictions."""
+    normalize_obs: bool = False
+    """Running mean/variance observation normalisation."""
+    normalize_reward: bool = False
+    """Scale rewards by the running std of the discounted return."""
+    max_resets: int | None = None
+    """Resets computed per step when few episodes end (see envs.vector.VecEnv); None: all."""
+
+    def __post_init__(self):
+        C.check_positive(
+            "PPOConfig",
+            num_envs=self.num_envs,
+            rollout_len=self.rollout_len,
+            total_steps=self.total_steps,
+            num_epochs=self.num_epochs,
+            num_minibatches=self.num_minibatches,
+        )
+        C.check_choice("PPOConfig", "activation", self.activation, ("tanh", "relu", "gelu", "silu"))
+        C.check_choice("PPOConfig", "torso", self.torso, ("mlp", "cnn"))
+        if self.gru_size < 0:
+            raise ValueError(f"PPOConfig.gru_size={self.gru_size} is not allowed; it must be >= 0")
+        samples = self.num_envs if self.gru_size else self.num_envs * self.rollout_len
+        what = "num_envs" if self.gru_size else "num_envs * rollout_len"
+        if samples % self.num_minibatches:
+            raise ValueError(
+                f"PPOConfig.num_minibatches={self.num_minibatches} does not divide "
+                f"{what}={samples}; choose a divisor of {samples}"
+            )
+        if self.total_steps < self.batch_size:
+            raise ValueError(
+                f"PPOConfig.total_steps={self.total_steps} is less than one rollout "
+                f"(num_envs * rollout_len = {self.batch_size})"
+            )
+
+    @property
+    def batch_size(self) -> int:
+        return self.num_envs * self.rollout_len
+
+    @property
+    def num_updates(self) -> int:
+        return self.total_steps // self.batch_size
+
+
+class PPOHParams(NamedTuple):
+    """Traced hyperparameters: ``vmap`` over them to sweep in one compile."""
+
+    lr: float = 2.5e-4
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_eps: float = 0.2
+    ent_coef: float = 0.01
+    vf_coef: float = 0.5
+    max_grad_norm: float = 0.5
+
+    def validate(self) -> PPOHParams:
+        C.check_hparams("PPOHParams", self, {
+            "lr": (0, None, True, False), "gamma": (0, 1, False, False),
+            "gae_lambda": (0, 1, False, False), "clip_eps": (0, None, True, False),
+            "ent_coef": (0, None, False, False), "vf_coef": (0, None, False, False),
+            "max_grad_norm": (0, None, True, False),
+        })  # fmt: skip
+        return self
+
+
+class PPOState(NamedTuple):
+    params: Any
+    opt_state: Any
+    env: rollout.EnvCarry
+    rnn: jax.Array  # [num_envs, gru_size] ([num_envs, 0] when feed-forward)
+    key: jax.Array
+    update: jax.Array
+
+
+class Batch(NamedTuple):
+    obs: Any
+    first: jax.Array
+    action: jax.Array
+    log_prob: jax.Array
+    value: jax.Array
+    advantage: jax.Array
+    target: jax.Array
+
+
+def clipped_surrogate_loss(ratio: jax.Array, advantage: jax.Array, clip_eps: jax.Array) -> jax.Array:
+    """``-mean(min(ratio * A, clip(ratio, 1 - eps, 1 + eps) * A))``."""
+    clipped = jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
+    return -jnp.minimum(ratio * advantage, clipped * advantage).mean()
+
+
+def value_loss_fn(value, old_value, target, clip_eps, clip: bool) -> jax.Array:
+    """``0.5 * mean((V - target)^2)``, or with ``clip`` the max of that and the loss of
+    ``old_value + clip(V - old_value, -eps, eps)`` (PPO2's value clipping)."""
+    loss = jnp.square(value - target)
+    if clip:
+        clipped = old_value + jnp.clip(value - old_value, -clip_eps, clip_eps)
+        loss = jnp.maximum(loss, jnp.square(clipped - target))
+    return 0.5 * loss.mean()
+
+
+def ppo_loss(
+    params: Any, apply_fn: Callable, batch: Batch, hp: PPOHParams, clip_value: bool, rnn0: Any = None
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """Clipped surrogate + (clipped) value loss - entropy bonus.
+
+    Feed-forward batches are ``[B, ...]``; recurrent ones ``[T, B, ...]`` with the
+    GRU state ``rnn0 [B, H]`` at their start.
+    """
+    if rnn0 is None:
+        dist, value = apply_fn(params, batch.obs)
+    else:
+        dist, value, _ = apply_fn(params, batch.obs, batch.first, rnn0)
+    log_ratio = dist.log_prob(batch.action) - batch.log_prob
+    ratio = jnp.exp(log_ratio)
+    adv = (batch.advantage - batch.advantage.mean()) / (batch.advantage.std() + 1e-8)
+    policy_loss = clipped_surrogate_loss(ratio, adv, hp.clip_eps)
+    value_loss = value_loss_fn(value, batch.value, batch.target, hp.clip_eps, clip_value)
+    entropy = dist.entropy().mean()
+    loss = policy_loss + hp.vf_coef * value_loss - hp.ent_coef * entropy
+    return loss, {
+        "policy_loss": policy_loss,
+        "value_loss": value_loss,
+        "entropy": entropy,
+        "approx_kl": ((ratio - 1.0) - log_ratio).mean(),
+        "clip_fraction": (jnp.abs(ratio - 1.0) > hp.clip_eps).mean(),
+    }
+
+
+def make_network(config: PPOConfig, env: Any, env_params: Any) -> ActorCritic:
+    spec = C.action_spec("PPO", env, env_params)
+    return ActorCritic(
+        action_dim=spec.dim,
+        discrete=spec.discrete,
+        hidden_sizes=config.hidden_sizes,
+        activation=config.activation,
+        torso_kind=config.torso,
+        obs_ndim=C.obs_ndim(env, env_params),
+        gru_size=config.gru_size,
+    )
+
+
+def make_train(config: PPOConfig, env: Any, env_params: Any):
+    """``train(key, hparams) -> (PPOState, metrics)``; metrics have a leading update axis."""
+    network = make_network(config, env, env_params)
+    venv = C.batched_env(env, config.num_envs, config.max_resets, not network.discrete)
+    recurrent = config.gru_size > 0
+    obs_shape = venv.observation_space(env_params).shape
+    decay = config.num_updates * config.num_epochs * config.num_minibatches
+
+    def apply_step(params, obs, first, rnn):
+        """One step of the policy for a batch of envs: ``(dist, value, rnn)``."""
+        if not recurrent:
+            return *network.apply(params, obs), rnn
+        dist, value, rnn = network.apply(params, obs[None], first[None], rnn)
+        return jax.tree.map(lambda x: x[0], dist), value[0], rnn
+
+    def train(key: jax.Array, hp: PPOHParams) -> tuple[PPOState, dict[str, jax.Array]]:
+        tx = make_optimizer(hp.lr, hp.max_grad_norm, decay_steps=decay if config.anneal_lr else None)
+        key, init_key, env_key = jax.random.split(key, 3)
+        dummy = jnp.zeros((1, *obs_shape), jnp.float32)
+        rnn = jnp.zeros((config.num_envs, config.gru_size), jnp.float32)
+        init_args = (dummy[None], jnp.ones((1, 1), bool), rnn[:1]) if recurrent else (dummy,)
+        params = network.init(init_key, *init_args)
+        env_carry = rollout.init_carry(
+            venv, env_params, env_key, config.normalize_obs, config.normalize_reward
+        )
+        state = PPOState(params, tx.init(params), env_carry, rnn, key, jnp.zeros((), jnp.int32))
+
+        def update_step(state: PPOState, _):
+            key, rollout_key, epoch_key = jax.random.split(state.key, 3)
+
+            def act(key, obs, first, rnn):
+                dist, value, rnn_next = apply_step(state.params, obs, first, rnn)
+                action = dist.sample(key)
+                return action, (dist.log_prob(action), value, rnn_next), rnn_next
+
+            # 1. collect rollout
+            env_carry, rnn_end, traj = rollout.collect(
+                venv, env_params, act, rollout_key, state.env, config.rollout_len, hp.gamma, state.rnn
+            )
+            log_prob, value, rnn_after = traj.extras
+            # 2. bootstrap values on final_obs (pre-reset), with the state after each step
+            if recurrent:
+                flat = lambda x: x.reshape((-1, *x.shape[2:]))  # noqa: E731
+                no_reset = jnp.zeros((1, flat(traj.reward).shape[0]), bool)
+                _, v_next, _ = network.apply(state.params, flat(traj.next_obs)[None], no_reset, flat(rnn_after))
+                v_next = v_next.reshape(traj.reward.shape)
+            else:
+                v_next = network.apply(state.params, traj.next_obs)[1]
+            # 3. advantages
+            adv, target = returns.gae(
+                traj.reward, traj.terminated, traj.truncated, value, v_next, hp.gamma, hp.gae_lambda
+            )
+            batch = Batch(traj.obs, traj.first, traj.action, log_prob, value, adv, target)
+
+            # 4. epochs of minibatch updates
+            def sgd_step(carry, mb):
+                params, opt_state = carry
+                mb_batch, mb_rnn = mb
+                grads, stats = jax.grad(ppo_loss, has_aux=True)(
+                    params, network.apply, mb_batch, hp, config.clip_value, mb_rnn
+                )
+                updates, opt_state = tx.update(grads, opt_state, params)
+                return (optax.apply_updates(params, updates), opt_state), stats
+
+            def epoch(carry, key):
+                if recurrent:  # shuffle whole env sequences: batch is [T, N] -> [N, T]
+                    seqs = (jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), batch), state.rnn)
+                    mbs = minibatch.shuffle_minibatches(key, seqs, config.num_minibatches)
+                    mbs = (jax.tree.map(lambda x: jnp.swapaxes(x, 1, 2), mbs[0]), mbs[1])
+                else:
+                    mbs = (minibatch.shuffle_minibatches(key, batch, config.num_minibatches, 2), None)
+                return jax.lax.scan(sgd_step, carry, mbs)
+
+            (params, opt_state), stats = jax.lax.scan(
+                epoch, (state.params, state.opt_state), jax.random.split(epoch_key, config.num_epochs)
+            )
+            metrics = jax.tree.map(jnp.mean, stats) | rollout.episode_metrics(traj)
+            new_state = PPOState(params, opt_state, env_carry, rnn_end, key, state.update + 1)
+            return new_state, metrics
+
+        return jax.lax.scan(update_step, state, length=config.num_updates)
+
+    return train
+
+
+def make_policy(config: PPOConfig, env: Any, env_params: Any, state: PPOState, deterministic: bool = True):
+    """``act(key, obs [N, ...], first [N], rnn [N, H]) -> (action, rnn)`` for evaluation,
+    with the trained parameters and (frozen) observation statistics."""
+    network = make_network(config, env, env_params)
+    norm = state.env.norm
+
+    def act(key, obs, first, rnn):
+        obs = rollout.normalize_obs(norm, obs)
+        if config.gru_size:
+            dist, _, rnn = network.apply(state.params, obs[None], first[None], rnn)
+            dist = jax.tree.map(lambda x: x[0], dist)
+        else:
+            dist, _ = network.apply(state.params, obs)
+        return (dist.mode() if deterministic else dist.sample(key)), rnn
+
+    return act

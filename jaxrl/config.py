@@ -1,0 +1,67 @@
+"""Shared pieces of the agent contract: config validation and the env plumbing
+every agent needs (action-space kind, batched env with episode statistics).
+
+Configs are frozen dataclasses of static values, validated in ``__post_init__``
+so that a bad value raises a ``ValueError`` naming the field, the value and
+what is allowed before anything is traced or compiled.
+"""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax.numpy as jnp
+
+from envs import wrappers
+from envs._validation import check_range
+from envs.core import Environment, Wrapper
+from envs.spaces import Box, Discrete
+from envs.vector import VecEnv
+
+
+def check_positive(owner: str, **values: int) -> None:
+    """Each value must be an int >= 1."""
+    for name, value in values.items():
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{owner}.{name}={value!r} is not allowed; it must be an int >= 1")
+
+
+def check_choice(owner: str, name: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ValueError(f"{owner}.{name}={value!r} is not allowed; it must be one of {allowed}")
+
+
+def check_hparams(owner: str, hparams: NamedTuple, ranges: dict[str, tuple]) -> None:
+    """Check concrete hyperparameter values (tracers are skipped) against
+    ``ranges[name] = (low, high, low_open, high_open)``."""
+    for name, (low, high, low_open, high_open) in ranges.items():
+        check_range(owner, name, getattr(hparams, name), low, high, low_open=low_open, high_open=high_open)
+
+
+class ActionSpec(NamedTuple):
+    discrete: bool
+    dim: int  # number of actions (discrete) or action dimensions (continuous)
+
+
+def action_spec(owner: str, env: Environment, env_params: Any) -> ActionSpec:
+    space = env.action_space(env_params)
+    if isinstance(space, Discrete):
+        return ActionSpec(True, space.n)
+    if isinstance(space, Box) and jnp.issubdtype(space.dtype, jnp.floating) and len(space.shape) == 1:
+        return ActionSpec(False, space.shape[0])
+    raise ValueError(f"{owner} supports Discrete and 1-D float Box action spaces, not {space!r}")
+
+
+def obs_ndim(env: Environment, env_params: Any) -> int:
+    return max(1, len(env.observation_space(env_params).shape))
+
+
+def batched_env(env: Environment, num_envs: int, max_resets: int | None, continuous: bool) -> VecEnv:
+    """``VecEnv`` over ``env`` with episode statistics (added if missing) and, for
+    continuous actions, ``ClipAction`` (policies sample unbounded Gaussians; the
+    log-probability is of the unclipped sample)."""
+    if not (isinstance(env, Wrapper) and env.find(wrappers.EpisodeStatistics) is not None):
+        env = wrappers.EpisodeStatistics(env)
+    if continuous:
+        env = wrappers.ClipAction(env)
+    return VecEnv(env, num_envs, max_resets)

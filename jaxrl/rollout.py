@@ -1,0 +1,149 @@
+"""Rollout collection: ``lax.scan`` over a batch of environments (``envs.vector.VecEnv``),
+with optional running observation and reward normalisation carried along.
+
+``collect`` is the only place agents step environments. It records, per step,
+the observation the action was taken in, the action, the reward, both episode
+flags, the pre-reset next observation (``info["final_obs"]``, to bootstrap on
+truncation), whatever the policy returned (log-probs, values) and the episode
+statistics for logging. Arrays are time-major: ``[T, num_envs, ...]``.
+
+Normalisation (Andrychowicz et al. 2021, "What matters in on-policy RL"):
+observations by running mean and variance over every observation seen (shared
+across the batch, so one set of statistics for the agent); rewards divided by
+the running standard deviation of the discounted return, which resets at
+episode ends. The statistics are ``envs.running_stats`` pytrees in the carry,
+so checkpoints and device merges treat them like any other state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+
+from envs import running_stats
+from envs.vector import VecEnv
+
+
+class Transition(NamedTuple):
+    obs: Any  # [T, N, ...] (normalised if enabled)
+    first: jax.Array  # [T, N] obs is the first of its episode (recurrent policies reset here)
+    action: jax.Array  # [T, N, ...]
+    reward: jax.Array  # [T, N] (scaled if reward normalisation is on)
+    terminated: jax.Array  # [T, N]
+    truncated: jax.Array  # [T, N]
+    next_obs: Any  # [T, N, ...] pre-reset next observation (normalised like obs)
+    extras: Any  # what the policy returned per step
+    episode_return: jax.Array  # [T, N] undiscounted, raw rewards (see EpisodeStatistics)
+    episode_done: jax.Array  # [T, N]
+
+
+class Normalizer(NamedTuple):
+    """Running statistics; ``None`` fields mean that normalisation is off."""
+
+    obs: running_stats.RunningStats | None
+    return_stats: running_stats.RunningStats | None
+    discounted_return: jax.Array | None  # [N]
+
+
+class EnvCarry(NamedTuple):
+    env_state: Any
+    obs: Any  # raw observation of the current step, [N, ...]
+    first: jax.Array  # [N] bool, obs starts an episode
+    norm: Normalizer
+
+
+def init_carry(
+    venv: VecEnv, env_params: Any, key: jax.Array, normalize_obs: bool, normalize_reward: bool
+) -> EnvCarry:
+    """Reset every env; start the running statistics from the first observations."""
+    env_state, ts = venv.reset(key, env_params)
+    obs_stats = None
+    if normalize_obs:
+        shape = venv.observation_space(env_params).shape
+        obs_stats = running_stats.update(running_stats.init(shape), ts.obs)
+    ret_stats, disc = None, None
+    if normalize_reward:
+        ret_stats = running_stats.init(())
+        disc = jnp.zeros((venv.num_envs,), jnp.float32)
+    first = jnp.ones((venv.num_envs,), jnp.bool_)
+    return EnvCarry(env_state, ts.obs, first, Normalizer(obs_stats, ret_stats, disc))
+
+
+def normalize_obs(norm: Normalizer, obs: jax.Array) -> jax.Array:
+    """Apply the observation statistics (identity when they are off)."""
+    return obs if norm.obs is None else running_stats.normalize(norm.obs, obs)
+
+
+ActFn = Callable[[jax.Array, Any, jax.Array, Any], tuple[jax.Array, Any, Any]]
+"""``act_fn(key, obs [N, ...], first [N], policy_carry) -> (action [N, ...], extras, policy_carry)``;
+``first`` marks observations that start an episode (reset recurrent state there)."""
+
+
+def collect(
+    venv: VecEnv,
+    env_params: Any,
+    act_fn: ActFn,
+    key: jax.Array,
+    carry: EnvCarry,
+    num_steps: int,
+    gamma: jax.Array | float = 0.99,
+    policy_carry: Any = None,
+) -> tuple[EnvCarry, Any, Transition]:
+    """Step ``venv`` ``num_steps`` times with ``act_fn``.
+
+    Args:
+        gamma: discount of the return whose scale normalises rewards (only used
+            when reward normalisation is on).
+        policy_carry: recurrent state threaded through ``act_fn`` (or None).
+
+    Returns:
+        ``(carry, policy_carry, transitions)`` with transitions ``[num_steps, N, ...]``.
+    """
+
+    def step(state, key):
+        carry, policy_carry = state
+        act_key, env_key = jax.random.split(key)
+        norm = carry.norm
+        obs = normalize_obs(norm, carry.obs)
+        action, extras, policy_carry = act_fn(act_key, obs, carry.first, policy_carry)
+        env_state, ts = venv.step(env_key, carry.env_state, action, env_params)
+        next_obs = normalize_obs(norm, ts.info["final_obs"])
+        reward = ts.reward
+        if norm.obs is not None:
+            norm = norm._replace(obs=running_stats.update(norm.obs, ts.obs))
+        if norm.return_stats is not None:
+            disc = norm.discounted_return * gamma + ts.reward
+            stats = running_stats.update(norm.return_stats, disc)
+            reward = reward / jnp.sqrt(stats.var + 1e-8)
+            norm = Normalizer(norm.obs, stats, jnp.where(ts.done, 0.0, disc))
+        transition = Transition(
+            obs=obs,
+            first=carry.first,
+            action=action,
+            reward=reward,
+            terminated=ts.terminated,
+            truncated=ts.truncated,
+            next_obs=next_obs,
+            extras=extras,
+            episode_return=ts.info["episode_return"],
+            episode_done=ts.info["episode_done"],
+        )
+        return (EnvCarry(env_state, ts.obs, ts.done, norm), policy_carry), transition
+
+    (carry, policy_carry), transitions = jax.lax.scan(
+        step, (carry, policy_carry), jax.random.split(key, num_steps)
+    )
+    return carry, policy_carry, transitions
+
+
+def episode_metrics(transitions: Transition) -> dict[str, jax.Array]:
+    """Sum and count of returns of episodes that finished in this rollout (for logging;
+    means over many updates are ``sum / count``, robust to updates with no episode)."""
+    done = transitions.episode_done
+    return {
+        "episode_return_sum": jnp.where(done, transitions.episode_return, 0.0).sum(),
+        "episodes": done.sum().astype(jnp.float32),
+    }
