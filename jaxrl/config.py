@@ -35,7 +35,9 @@ def check_hparams(owner: str, hparams: NamedTuple, ranges: dict[str, tuple]) -> 
     """Check concrete hyperparameter values (tracers are skipped) against
     ``ranges[name] = (low, high, low_open, high_open)``."""
     for name, (low, high, low_open, high_open) in ranges.items():
-        check_range(owner, name, getattr(hparams, name), low, high, low_open=low_open, high_open=high_open)
+        check_range(
+            owner, name, getattr(hparams, name), low, high, low_open=low_open, high_open=high_open
+        )
 
 
 class ActionSpec(NamedTuple):
@@ -47,7 +49,11 @@ def action_spec(owner: str, env: Environment, env_params: Any) -> ActionSpec:
     space = env.action_space(env_params)
     if isinstance(space, Discrete):
         return ActionSpec(True, space.n)
-    if isinstance(space, Box) and jnp.issubdtype(space.dtype, jnp.floating) and len(space.shape) == 1:
+    if (
+        isinstance(space, Box)
+        and jnp.issubdtype(space.dtype, jnp.floating)
+        and len(space.shape) == 1
+    ):
         return ActionSpec(False, space.shape[0])
     raise ValueError(f"{owner} supports Discrete and 1-D float Box action spaces, not {space!r}")
 
@@ -56,7 +62,9 @@ def obs_ndim(env: Environment, env_params: Any) -> int:
     return max(1, len(env.observation_space(env_params).shape))
 
 
-def batched_env(env: Environment, num_envs: int, max_resets: int | None, continuous: bool) -> VecEnv:
+def batched_env(
+    env: Environment, num_envs: int, max_resets: int | None, continuous: bool
+) -> VecEnv:
     """``VecEnv`` over ``env`` with episode statistics (added if missing) and, for
     continuous actions, ``ClipAction`` (policies sample unbounded Gaussians; the
     log-probability is of the unclipped sample)."""

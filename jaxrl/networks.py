@@ -183,7 +183,9 @@ class _ResetCell(nn.Module):
         return carry, y
 
 
-def torso(kind: str, hidden_sizes: Sequence[int], activation: Activation, obs_ndim: int) -> nn.Module:
+def torso(
+    kind: str, hidden_sizes: Sequence[int], activation: Activation, obs_ndim: int
+) -> nn.Module:
     """``"mlp"`` (flattens ``obs_ndim`` trailing axes) or ``"cnn"`` (for (H, W, C) images)."""
     if kind == "cnn":
         return CNN(dense_size=hidden_sizes[-1] if hidden_sizes else 128)

@@ -78,8 +78,9 @@ def normalize_obs(norm: Normalizer, obs: jax.Array) -> jax.Array:
 
 
 ActFn = Callable[[jax.Array, Any, jax.Array, Any], tuple[jax.Array, Any, Any]]
-"""``act_fn(key, obs [N, ...], first [N], policy_carry) -> (action [N, ...], extras, policy_carry)``;
-``first`` marks observations that start an episode (reset recurrent state there)."""
+"""``act_fn(key, obs [N, ...], first [N], policy_carry) -> (action, extras, policy_carry)``,
+with actions ``[N, ...]``; ``first`` marks observations that start an episode
+(recurrent policies reset their state there)."""
 
 
 def collect(

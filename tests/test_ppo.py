@@ -31,7 +31,9 @@ def test_value_loss_clipping():
     value, old, target = jnp.array([2.0]), jnp.array([0.0]), jnp.array([3.0])
     np.testing.assert_allclose(ppo.value_loss_fn(value, old, target, 0.2, False), 0.5)
     # clipped prediction 0.2 is further from the target: max(1, 2.8^2) / 2
-    np.testing.assert_allclose(ppo.value_loss_fn(value, old, target, 0.2, True), 0.5 * 2.8**2, rtol=1e-6)
+    np.testing.assert_allclose(
+        ppo.value_loss_fn(value, old, target, 0.2, True), 0.5 * 2.8**2, rtol=1e-6
+    )
 
 
 @pytest.mark.parametrize(
@@ -116,15 +118,14 @@ def small_train():
 def test_vmap_over_seeds_equals_single_runs_and_compiles_once(small_train):
     keys = jax.random.split(jax.random.key(0), 2)
     hp = ppo.PPOHParams()
-    batched_state, batched_metrics = jax.jit(jax.vmap(small_train, in_axes=(0, None)))(keys, hp)
+    batched = jax.jit(jax.vmap(small_train, in_axes=(0, None)))(keys, hp)
     single = jax.jit(chex.assert_max_traces(small_train, n=1))
     for i in range(2):
-        state, metrics = single(keys[i], hp._replace(lr=hp.lr))  # same shapes: no retrace
-        jax.tree.map(
-            lambda a, b: np.testing.assert_allclose(a[i], b, rtol=2e-5, atol=2e-6),
-            (batched_state.params, batched_metrics),
-            (state.params, metrics),
-        )
+        state, metrics = single(keys[i], hp)
+        expected = jax.tree.map(lambda x, i=i: x[i], (batched[0].params, batched[1]))
+        close = lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)  # noqa: E731
+        jax.tree.map(close, expected, (state.params, metrics))
+    single(keys[0], hp._replace(lr=1e-3))  # new values, same shapes: no retrace
 
 
 def test_different_seeds_give_different_initial_parameters(small_train):
@@ -147,7 +148,9 @@ def test_hyperparameter_sweep_is_one_vmap(small_train):
 def test_continuous_actions_run():
     env, params = envs.make("gymnax:Pendulum-v1")
     config = ppo.PPOConfig(num_envs=2, rollout_len=8, total_steps=32, num_minibatches=2)
-    state, metrics = jax.jit(ppo.make_train(config, env, params))(jax.random.key(0), ppo.PPOHParams())
+    state, metrics = jax.jit(ppo.make_train(config, env, params))(
+        jax.random.key(0), ppo.PPOHParams()
+    )
     assert np.isfinite(metrics["value_loss"]).all()
     act = ppo.make_policy(config, env, params, state)
     action, _ = act(jax.random.key(1), jnp.zeros((3, 3)), jnp.ones(3, bool), jnp.zeros((3, 0)))

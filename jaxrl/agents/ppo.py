@@ -133,7 +133,9 @@ class Batch(NamedTuple):
     target: jax.Array
 
 
-def clipped_surrogate_loss(ratio: jax.Array, advantage: jax.Array, clip_eps: jax.Array) -> jax.Array:
+def clipped_surrogate_loss(
+    ratio: jax.Array, advantage: jax.Array, clip_eps: jax.Array
+) -> jax.Array:
     """``-mean(min(ratio * A, clip(ratio, 1 - eps, 1 + eps) * A))``."""
     clipped = jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
     return -jnp.minimum(ratio * advantage, clipped * advantage).mean()
@@ -150,7 +152,12 @@ def value_loss_fn(value, old_value, target, clip_eps, clip: bool) -> jax.Array:
 
 
 def ppo_loss(
-    params: Any, apply_fn: Callable, batch: Batch, hp: PPOHParams, clip_value: bool, rnn0: Any = None
+    params: Any,
+    apply_fn: Callable,
+    batch: Batch,
+    hp: PPOHParams,
+    clip_value: bool,
+    rnn0: Any = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
     """Clipped surrogate + (clipped) value loss - entropy bonus.
 
@@ -206,7 +213,9 @@ def make_train(config: PPOConfig, env: Any, env_params: Any):
         return jax.tree.map(lambda x: x[0], dist), value[0], rnn
 
     def train(key: jax.Array, hp: PPOHParams) -> tuple[PPOState, dict[str, jax.Array]]:
-        tx = make_optimizer(hp.lr, hp.max_grad_norm, decay_steps=decay if config.anneal_lr else None)
+        tx = make_optimizer(
+            hp.lr, hp.max_grad_norm, decay_steps=decay if config.anneal_lr else None
+        )
         key, init_key, env_key = jax.random.split(key, 3)
         dummy = jnp.zeros((1, *obs_shape), jnp.float32)
         rnn = jnp.zeros((config.num_envs, config.gru_size), jnp.float32)
@@ -227,14 +236,23 @@ def make_train(config: PPOConfig, env: Any, env_params: Any):
 
             # 1. collect rollout
             env_carry, rnn_end, traj = rollout.collect(
-                venv, env_params, act, rollout_key, state.env, config.rollout_len, hp.gamma, state.rnn
+                venv,
+                env_params,
+                act,
+                rollout_key,
+                state.env,
+                config.rollout_len,
+                hp.gamma,
+                state.rnn,
             )
             log_prob, value, rnn_after = traj.extras
             # 2. bootstrap values on final_obs (pre-reset), with the state after each step
             if recurrent:
                 flat = lambda x: x.reshape((-1, *x.shape[2:]))  # noqa: E731
                 no_reset = jnp.zeros((1, flat(traj.reward).shape[0]), bool)
-                _, v_next, _ = network.apply(state.params, flat(traj.next_obs)[None], no_reset, flat(rnn_after))
+                _, v_next, _ = network.apply(
+                    state.params, flat(traj.next_obs)[None], no_reset, flat(rnn_after)
+                )
                 v_next = v_next.reshape(traj.reward.shape)
             else:
                 v_next = network.apply(state.params, traj.next_obs)[1]
@@ -260,11 +278,16 @@ def make_train(config: PPOConfig, env: Any, env_params: Any):
                     mbs = minibatch.shuffle_minibatches(key, seqs, config.num_minibatches)
                     mbs = (jax.tree.map(lambda x: jnp.swapaxes(x, 1, 2), mbs[0]), mbs[1])
                 else:
-                    mbs = (minibatch.shuffle_minibatches(key, batch, config.num_minibatches, 2), None)
+                    mbs = (
+                        minibatch.shuffle_minibatches(key, batch, config.num_minibatches, 2),
+                        None,
+                    )
                 return jax.lax.scan(sgd_step, carry, mbs)
 
             (params, opt_state), stats = jax.lax.scan(
-                epoch, (state.params, state.opt_state), jax.random.split(epoch_key, config.num_epochs)
+                epoch,
+                (state.params, state.opt_state),
+                jax.random.split(epoch_key, config.num_epochs),
             )
             metrics = jax.tree.map(jnp.mean, stats) | rollout.episode_metrics(traj)
             new_state = PPOState(params, opt_state, env_carry, rnn_end, key, state.update + 1)
@@ -275,7 +298,9 @@ def make_train(config: PPOConfig, env: Any, env_params: Any):
     return train
 
 
-def make_policy(config: PPOConfig, env: Any, env_params: Any, state: PPOState, deterministic: bool = True):
+def make_policy(
+    config: PPOConfig, env: Any, env_params: Any, state: PPOState, deterministic: bool = True
+):
     """``act(key, obs [N, ...], first [N], rnn [N, H]) -> (action, rnn)`` for evaluation,
     with the trained parameters and (frozen) observation statistics."""
     network = make_network(config, env, env_params)
