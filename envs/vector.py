@@ -74,16 +74,24 @@ class VecEnv:
         return state, ts._replace(info={**ts.info, "final_obs": ts.obs})
 
     def step(self, key: jax.Array, state: Any, action: Any, params: Any) -> tuple[Any, TimeStep]:
-        """Step every env with its action (leading axis ``num_envs``) and reset finished ones."""
-        step_key, reset_key = jax.random.split(key)
-        keys = jax.random.split(step_key, self.num_envs)
-        state, ts = jax.vmap(self.env.step, in_axes=(0, 0, 0, None))(keys, state, action, params)
+        """Step every env with its action (leading axis ``num_envs``) and reset finished ones.
+
+        ``key`` is one key, or ``num_envs + 1`` keys (one per env, then the reset
+        key) split in bulk beforehand, e.g. for a whole rollout at once."""
+        keys = key if key.shape else jax.random.split(key, self.num_envs + 1)
+        step_keys, reset_key = keys[: self.num_envs], keys[self.num_envs]
+        state, ts = jax.vmap(self.env.step, in_axes=(0, 0, 0, None))(
+            step_keys, state, action, params
+        )
         if self.self_resetting:
             return state, ts
         done = ts.done
         carry = (state, ts.obs)
         if self.max_resets is None or self.max_resets == self.num_envs:
-            state, obs = self._reset_all(reset_key, done, carry, params)
+            # Skipped outright when no episode ended (a select under an outer vmap).
+            state, obs = jax.lax.cond(
+                done.any(), self._reset_all, lambda *args: args[2], reset_key, done, carry, params
+            )
         else:
             state, obs = jax.lax.cond(
                 done.sum() > self.max_resets,

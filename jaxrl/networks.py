@@ -4,6 +4,14 @@ value heads, Q heads and a GRU core, with initialisation in one place.
 Initialisation follows the PPO implementation study (Andrychowicz et al. 2021;
 Huang et al. 2022): orthogonal weights with gain sqrt(2) in hidden layers,
 0.01 on the policy output and 1.0 on value outputs, zero biases.
+
+The orthogonal initialiser is our own (Gram-Schmidt in plain XLA ops) rather
+than ``flax.linen.initializers.orthogonal``: that one calls LAPACK's QR, and a
+batched QR (initialising under ``vmap`` over seeds) deadlocks jaxlib 0.10's CPU
+thread pool on 2-core machines (``lapack_sorgqr_ffi`` waits in
+``ParallelBatchMap`` on the pool it occupies). The distribution is the same:
+Gram-Schmidt on a Gaussian matrix gives the Q of a QR with a positive diagonal,
+which is Haar-distributed.
 """
 
 from __future__ import annotations
@@ -22,11 +30,41 @@ Activation = Literal["tanh", "relu", "gelu", "silu"]
 _ACTIVATIONS = {"tanh": nn.tanh, "relu": nn.relu, "gelu": nn.gelu, "silu": nn.silu}
 
 
+def _orthonormal_columns(a: jax.Array) -> jax.Array:
+    """Gram-Schmidt on ``a [n, m]`` (n >= m), each column orthogonalised twice."""
+    m = a.shape[1]
+
+    def body(j, q):
+        earlier = (jnp.arange(m) < j).astype(q.dtype)
+        v = q[:, j]
+        for _ in range(2):
+            v = v - q @ ((q.T @ v) * earlier)
+        return q.at[:, j].set(v / jnp.linalg.norm(v))
+
+    return jax.lax.fori_loop(0, m, body, a)
+
+
+def orthogonal(scale: float = 1.0):
+    """Orthogonal initialiser (rows or columns orthonormal, times ``scale``), like
+    ``flax.linen.initializers.orthogonal`` but without LAPACK (see the module docstring)."""
+
+    def init(key: jax.Array, shape: Sequence[int], dtype=jnp.float32) -> jax.Array:
+        cols = shape[-1]
+        rows = math.prod(shape) // cols
+        n, m = max(rows, cols), min(rows, cols)
+        q = _orthonormal_columns(jax.random.normal(key, (n, m), jnp.float32))
+        if rows < cols:
+            q = q.T
+        return (scale * q).reshape(shape).astype(dtype)
+
+    return init
+
+
 def dense(features: int, scale: float = math.sqrt(2.0), name: str | None = None) -> nn.Dense:
     """A dense layer with orthogonal(scale) weights and zero bias."""
     return nn.Dense(
         features,
-        kernel_init=nn.initializers.orthogonal(scale),
+        kernel_init=orthogonal(scale),
         bias_init=nn.initializers.zeros,
         name=name,
     )
@@ -74,7 +112,7 @@ class CNN(nn.Module):
                     c,
                     (3, 3),
                     padding="SAME",
-                    kernel_init=nn.initializers.orthogonal(math.sqrt(2.0)),
+                    kernel_init=orthogonal(math.sqrt(2.0)),
                 )(x)
             )
         x = x.reshape(x.shape[:-3] + (-1,))

@@ -38,6 +38,7 @@ def make_optimizer(
     else:
         schedule = learning_rate
     adam = optax.adam(schedule, eps=eps)
-    if max_grad_norm is None:
-        return adam
-    return optax.chain(optax.clip_by_global_norm(max_grad_norm), adam)
+    if max_grad_norm is not None:
+        adam = optax.chain(optax.clip_by_global_norm(max_grad_norm), adam)
+    # One flat vector instead of a leaf per layer: far fewer small kernels per update.
+    return optax.flatten(adam)

@@ -104,13 +104,13 @@ def collect(
         ``(carry, policy_carry, transitions)`` with transitions ``[num_steps, N, ...]``.
     """
 
-    def step(state, key):
+    def step(state, keys):
         carry, policy_carry = state
-        act_key, env_key = jax.random.split(key)
+        act_key, env_keys = keys[0], keys[1:]
         norm = carry.norm
         obs = normalize_obs(norm, carry.obs)
         action, extras, policy_carry = act_fn(act_key, obs, carry.first, policy_carry)
-        env_state, ts = venv.step(env_key, carry.env_state, action, env_params)
+        env_state, ts = venv.step(env_keys, carry.env_state, action, env_params)
         next_obs = normalize_obs(norm, ts.info["final_obs"])
         reward = ts.reward
         if norm.obs is not None:
@@ -134,9 +134,10 @@ def collect(
         )
         return (EnvCarry(env_state, ts.obs, ts.done, norm), policy_carry), transition
 
-    (carry, policy_carry), transitions = jax.lax.scan(
-        step, (carry, policy_carry), jax.random.split(key, num_steps)
-    )
+    # Every key of the rollout in one bulk split: per step, the policy's key, one
+    # per env and the reset key.
+    keys = jax.random.split(key, (num_steps, venv.num_envs + 2))
+    (carry, policy_carry), transitions = jax.lax.scan(step, (carry, policy_carry), keys)
     return carry, policy_carry, transitions
 
 
