@@ -43,6 +43,7 @@ class PPOConfig:
     hidden_sizes: tuple[int, ...] = (64, 64)
     """Torso layer sizes (actor and critic each have one)."""
     activation: Literal["tanh", "relu", "gelu", "silu"] = "tanh"
+    """Hidden-layer nonlinearity."""
     torso: Literal["mlp", "cnn"] = "mlp"
     """"cnn" for image observations (H, W, C)."""
     gru_size: int = 0
@@ -97,12 +98,19 @@ class PPOHParams(NamedTuple):
     """Traced hyperparameters: ``vmap`` over them to sweep in one compile."""
 
     lr: float = 2.5e-4
+    """Adam learning rate (decayed linearly to 0 if anneal_lr)."""
     gamma: float = 0.99
+    """Discount factor, in [0, 1]."""
     gae_lambda: float = 0.95
+    """GAE lambda, in [0, 1] (1: Monte Carlo advantages, 0: one-step TD)."""
     clip_eps: float = 0.2
+    """Clip range of the probability ratio (and of the value loss if clip_value)."""
     ent_coef: float = 0.01
+    """Weight of the entropy bonus."""
     vf_coef: float = 0.5
+    """Weight of the value loss."""
     max_grad_norm: float = 0.5
+    """Global-norm gradient clip."""
 
     def validate(self) -> PPOHParams:
         C.check_hparams("PPOHParams", self, {

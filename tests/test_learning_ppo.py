@@ -1,0 +1,30 @@
+"""PPO learning targets (slow tier: `pytest -m slow`), mean over 8 vmapped seeds."""
+
+import jax
+import pytest
+
+import envs
+from jaxrl.agents import ppo
+from jaxrl.experiment import final_returns
+
+pytestmark = pytest.mark.slow
+
+
+def train_seeds(env_name, config, hparams, num_seeds=8, **env_overrides):
+    env, params = envs.make(env_name, **env_overrides)
+    train = jax.jit(jax.vmap(ppo.make_train(config, env, params), in_axes=(0, None)))
+    _, metrics = train(jax.random.split(jax.random.key(0), num_seeds), hparams)
+    return env, params, final_returns(metrics)
+
+
+def test_ppo_cartpole_500k():
+    _, _, returns = train_seeds("gymnax:CartPole-v1", ppo.PPOConfig(), ppo.PPOHParams())
+    assert returns.mean() >= 475, returns
+
+
+def test_ppo_fourrooms_within_5_percent_of_optimum():
+    config = ppo.PPOConfig(num_envs=16, rollout_len=64, total_steps=300_000)
+    env, params, returns = train_seeds("GridWorld-FourRooms", config, ppo.PPOHParams(lr=1e-3))
+    raw = env.unwrapped
+    optimum = float(params.goal_reward) - float(params.step_cost) * raw.shortest_path_length(params)
+    assert returns.mean() >= 0.95 * optimum, (returns, optimum)
