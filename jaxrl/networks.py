@@ -217,7 +217,9 @@ class _ResetCell(nn.Module):
     def __call__(self, carry, inputs):
         x, reset = inputs
         carry = jnp.where(reset[..., None], jnp.zeros_like(carry), carry)
-        carry, y = nn.GRUCell(self.hidden_size)(carry, x)
+        # Our LAPACK-free orthogonal init (flax's default deadlocks when batched, see above).
+        cell = nn.GRUCell(self.hidden_size, recurrent_kernel_init=orthogonal())
+        carry, y = cell(carry, x)
         return carry, y
 
 
@@ -264,7 +266,7 @@ class ActorCritic(nn.Module):
         if not self.gru_size:
             return self.policy_head(self.actor_torso(obs)), self.value_head(self.critic_torso(obs))
         carry, features = self.gru(carry, self.actor_torso(obs), reset)
-        value = self.value_head(nn.tanh(self.critic_torso(obs)) + features)
+        value = self.value_head(jnp.concatenate([self.critic_torso(obs), features], axis=-1))
         return self.policy_head(features), value, carry
 
     def initial_carry(self, batch_size: int) -> jax.Array:
