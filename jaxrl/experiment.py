@@ -15,7 +15,7 @@ import os
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import jax
 import numpy as np
@@ -139,3 +139,45 @@ def run(
     tmp.replace(out / "summary.json")
     print(f"wrote {out / 'summary.json'} and {out / 'curve.png'}")
     return summary
+
+
+@dataclasses.dataclass(frozen=True)
+class RunArgs:
+    out: Path
+    """Run directory: summary.json and curve.png."""
+    env: str = "gymnax:CartPole-v1"
+    """A name from envs.registered()."""
+    num_seeds: int = 8
+    """Seeds trained in parallel (one vmap)."""
+    seed: int = 0
+    """Seed of the first key; seeds are split from it."""
+
+
+def main(algo: str, config_cls: type, hparams_cls: type, make_train: Callable) -> dict[str, Any]:
+    """The command line of ``experiments/<algo>.py``: the run flags above plus every
+    config field and hyperparameter as a flag, then ``run``."""
+    import tyro
+
+    args_cls = dataclasses.make_dataclass(
+        f"{algo.upper()}Args",
+        [
+            (
+                "config",
+                Annotated[config_cls, tyro.conf.OmitArgPrefixes],
+                dataclasses.field(default=config_cls()),
+            ),
+            (
+                "hparams",
+                Annotated[hparams_cls, tyro.conf.OmitArgPrefixes],
+                dataclasses.field(default=hparams_cls()),
+            ),
+        ],
+        bases=(RunArgs,),
+        frozen=True,
+    )
+    args = tyro.cli(args_cls, description=f"Train {algo} on a registered environment.")
+    steps_per_update = args.config.num_envs * args.config.rollout_len
+    return run(
+        algo, make_train, args.config, args.hparams, args.env, args.num_seeds, args.seed, args.out,
+        steps_per_update=steps_per_update,
+    )  # fmt: skip
