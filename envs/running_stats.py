@@ -51,6 +51,12 @@ def update(stats: RunningStats, batch: jax.Array) -> RunningStats:
 def normalize(
     stats: RunningStats, x: jax.Array, clip: float = 10.0, eps: float = 1e-8
 ) -> jax.Array:
-    """``(x - mean) / sqrt(var + eps)``, clipped to ``[-clip, clip]``."""
-    z = (jnp.asarray(x, jnp.float32) - stats.mean) / jnp.sqrt(stats.var + eps)
-    return jnp.clip(z, -clip, clip)
+    """``(x - mean) / sqrt(var + eps)``, clipped to ``[-clip, clip]``; ``x`` may have
+    leading batch axes."""
+    x = jnp.asarray(x, jnp.float32)
+    lead = (1,) * (x.ndim - stats.mean.ndim)
+    mean, var = (
+        stats.mean.reshape(lead + stats.mean.shape),
+        stats.var.reshape(lead + stats.var.shape),
+    )
+    return jnp.clip((x - mean) / jnp.sqrt(var + eps), -clip, clip)

@@ -76,8 +76,7 @@ def bench_jaxrl(keys, config, repeats):
     eval_env, _ = envs.make("gymnax:CartPole-v1", autoreset=False)
 
     def eval_seed(state, key):
-        policy = ppo.make_policy(config, env, params, state, deterministic=False)
-        act = lambda k, obs: policy(k, obs, jnp.zeros(obs.shape[0], bool), None)[0]  # noqa: E731
+        act = ppo.make_policy(config, env, params, state, deterministic=False)
         return evaluate(eval_env, params, act, key, 128, 500).mean()
 
     evals = jax.jit(jax.vmap(eval_seed))(state, jax.random.split(jax.random.key(99), len(keys)))

@@ -62,6 +62,23 @@ def obs_ndim(env: Environment, env_params: Any) -> int:
     return max(1, len(env.observation_space(env_params).shape))
 
 
+def actor_critic(owner: str, config: Any, env: Environment, env_params: Any, gru_size: int = 0):
+    """The ``ActorCritic`` for ``env``'s spaces from a config's ``hidden_sizes``,
+    ``activation`` and ``torso`` fields (shared by every actor-critic agent)."""
+    from jaxrl.networks import ActorCritic
+
+    spec = action_spec(owner, env, env_params)
+    return ActorCritic(
+        action_dim=spec.dim,
+        discrete=spec.discrete,
+        hidden_sizes=config.hidden_sizes,
+        activation=config.activation,
+        torso_kind=config.torso,
+        obs_ndim=obs_ndim(env, env_params),
+        gru_size=gru_size,
+    )
+
+
 def batched_env(
     env: Environment, num_envs: int, max_resets: int | None, continuous: bool
 ) -> VecEnv:

@@ -77,6 +77,17 @@ def normalize_obs(norm: Normalizer, obs: jax.Array) -> jax.Array:
     return obs if norm.obs is None else running_stats.normalize(norm.obs, obs)
 
 
+def feed_forward_policy(network: Any, params: Any, norm: Normalizer, deterministic: bool = True):
+    """``act(key, obs [N, ...]) -> action`` of a trained actor-critic, applying the
+    (frozen) observation statistics: the mode, or a sample if not ``deterministic``."""
+
+    def act(key: jax.Array, obs: Any) -> jax.Array:
+        dist = network.apply(params, normalize_obs(norm, obs))[0]
+        return dist.mode() if deterministic else dist.sample(key)
+
+    return act
+
+
 ActFn = Callable[[jax.Array, Any, jax.Array, Any], tuple[jax.Array, Any, Any]]
 """``act_fn(key, obs [N, ...], first [N], policy_carry) -> (action, extras, policy_carry)``,
 with actions ``[N, ...]``; ``first`` marks observations that start an episode

@@ -301,3 +301,11 @@ def test_probe2_and_probe5_observations_vary_with_key():
         jax.random.split(jax.random.key(0), 64)
     )
     assert set(np.asarray(obs).tolist()) == {-1.0, 1.0}
+
+
+def test_running_stats_normalize_batches_without_rank_promotion():
+    stats = running_stats.update(running_stats.init((3,)), jnp.arange(12.0).reshape(4, 3))
+    batch = jnp.arange(6.0).reshape(2, 3)
+    np.testing.assert_allclose(
+        running_stats.normalize(stats, batch)[1], running_stats.normalize(stats, batch[1])
+    )

@@ -16,6 +16,8 @@ FIELDS = {
 SMALL = {
     "ppo": ["--num-envs", "4", "--rollout-len", "16", "--total-steps", "2048"],
     "trpo": ["--num-envs", "4", "--rollout-len", "16", "--total-steps", "2048"],
+    "a2c": ["--num-envs", "4", "--rollout-len", "16", "--total-steps", "2048"],
+    "reinforce": ["--num-envs", "4", "--rollout-len", "16", "--total-steps", "2048"],
 }
 
 

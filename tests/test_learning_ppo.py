@@ -41,3 +41,18 @@ def test_recurrent_ppo_solves_memory_chain_where_feed_forward_fails():
     # Reward is +1 for recalling the first observation's bit, -1 otherwise.
     assert abs(feed_forward.mean()) < 0.2, feed_forward
     assert recurrent.mean() >= 0.95, recurrent
+
+
+def test_ppo_continuous_pendulum_1m():
+    config = ppo.PPOConfig(
+        num_envs=16,
+        rollout_len=128,
+        total_steps=1_000_000,
+        num_epochs=10,
+        num_minibatches=32,
+        normalize_obs=True,
+        normalize_reward=True,
+    )
+    hp = ppo.PPOHParams(lr=1e-3, gamma=0.95, ent_coef=0.0)
+    _, _, returns = train_seeds("gymnax:Pendulum-v1", config, hp)
+    assert returns.mean() >= -300, returns

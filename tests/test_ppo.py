@@ -153,7 +153,7 @@ def test_continuous_actions_run():
     )
     assert np.isfinite(metrics["value_loss"]).all()
     act = ppo.make_policy(config, env, params, state)
-    action, _ = act(jax.random.key(1), jnp.zeros((3, 3)), jnp.ones(3, bool), jnp.zeros((3, 0)))
+    action = act(jax.random.key(1), jnp.zeros((3, 3)))
     assert action.shape == (3, 1)
 
 

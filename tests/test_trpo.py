@@ -196,7 +196,7 @@ def test_continuous_actions_run():
     assert np.isfinite(metrics["value_loss"]).all()
     assert (metrics["kl"] <= 0.01 + 1e-6).all()
     act = trpo.make_policy(config, env, params, state)
-    action, _ = act(jax.random.key(1), jnp.zeros((3, 3)), jnp.ones(3, bool), None)
+    action = act(jax.random.key(1), jnp.zeros((3, 3)))
     assert action.shape == (3, 1)
 
 

@@ -193,16 +193,7 @@ def ppo_loss(
 
 
 def make_network(config: PPOConfig, env: Any, env_params: Any) -> ActorCritic:
-    spec = C.action_spec("PPO", env, env_params)
-    return ActorCritic(
-        action_dim=spec.dim,
-        discrete=spec.discrete,
-        hidden_sizes=config.hidden_sizes,
-        activation=config.activation,
-        torso_kind=config.torso,
-        obs_ndim=C.obs_ndim(env, env_params),
-        gru_size=config.gru_size,
-    )
+    return C.actor_critic("PPO", config, env, env_params, config.gru_size)
 
 
 def make_train(config: PPOConfig, env: Any, env_params: Any):
@@ -309,18 +300,18 @@ def make_train(config: PPOConfig, env: Any, env_params: Any):
 def make_policy(
     config: PPOConfig, env: Any, env_params: Any, state: PPOState, deterministic: bool = True
 ):
-    """``act(key, obs [N, ...], first [N], rnn [N, H]) -> (action, rnn)`` for evaluation,
-    with the trained parameters and (frozen) observation statistics."""
+    """The trained policy with (frozen) observation statistics: ``act(key, obs [N, ...])
+    -> action``, or with a GRU ``act(key, obs, first [N], rnn [N, H]) -> (action, rnn)``
+    (``first`` marks episode starts; start from ``rnn = zeros``)."""
     network = make_network(config, env, env_params)
     norm = state.env.norm
+    if not config.gru_size:
+        return rollout.feed_forward_policy(network, state.params, norm, deterministic)
 
     def act(key, obs, first, rnn):
         obs = rollout.normalize_obs(norm, obs)
-        if config.gru_size:
-            dist, _, rnn = network.apply(state.params, obs[None], first[None], rnn)
-            dist = jax.tree.map(lambda x: x[0], dist)
-        else:
-            dist, _ = network.apply(state.params, obs)
+        dist, _, rnn = network.apply(state.params, obs[None], first[None], rnn)
+        dist = jax.tree.map(lambda x: x[0], dist)
         return (dist.mode() if deterministic else dist.sample(key)), rnn
 
     return act

@@ -238,15 +238,7 @@ def natural_gradient_step(
 
 
 def make_network(config: TRPOConfig, env: Any, env_params: Any) -> ActorCritic:
-    spec = C.action_spec("TRPO", env, env_params)
-    return ActorCritic(
-        action_dim=spec.dim,
-        discrete=spec.discrete,
-        hidden_sizes=config.hidden_sizes,
-        activation=config.activation,
-        torso_kind=config.torso,
-        obs_ndim=C.obs_ndim(env, env_params),
-    )
+    return C.actor_critic("TRPO", config, env, env_params)
 
 
 def _policy(module: ActorCritic, obs):
@@ -353,14 +345,7 @@ def make_train(config: TRPOConfig, env: Any, env_params: Any):
 def make_policy(
     config: TRPOConfig, env: Any, env_params: Any, state: TRPOState, deterministic: bool = True
 ):
-    """``act(key, obs [N, ...], first [N], carry) -> (action, carry)`` for evaluation
-    (the same signature as PPO's, ``carry`` passed through), with the trained
-    parameters and (frozen) observation statistics."""
+    """``act(key, obs [N, ...]) -> action`` with the trained parameters and (frozen)
+    observation statistics."""
     network = make_network(config, env, env_params)
-    norm = state.env.norm
-
-    def act(key, obs, first, carry):
-        dist = network.apply(state.params, rollout.normalize_obs(norm, obs), method=_policy)
-        return (dist.mode() if deterministic else dist.sample(key)), carry
-
-    return act
+    return rollout.feed_forward_policy(network, state.params, state.env.norm, deterministic)
