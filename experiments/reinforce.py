@@ -12,5 +12,9 @@ from jaxrl.agents import reinforce
 
 if __name__ == "__main__":
     experiment.main(
-        "reinforce", reinforce.ReinforceConfig, reinforce.ReinforceHParams, reinforce.make_train
+        "reinforce",
+        reinforce.ReinforceConfig,
+        reinforce.ReinforceHParams,
+        reinforce.make_train,
+        reinforce.make_policy,
     )

@@ -21,6 +21,7 @@ import jax
 import numpy as np
 
 import envs
+from jaxrl.evaluate import evaluate
 
 FINAL_FRACTION = 0.05
 
@@ -72,6 +73,14 @@ def plot_curve(curve: np.ndarray, steps_per_update: int, title: str, path: Path)
     fig.savefig(path, dpi=100)
 
 
+def episode_limit(env: Any, env_params: Any) -> int:
+    """The longest episode of ``env``: its ``TimeLimit``, or gymnax's own limit param."""
+    limit = env.find(envs.wrappers.TimeLimit) if isinstance(env, envs.Wrapper) else None
+    if limit is not None:
+        return limit.max_episode_steps
+    return int(env_params.max_steps_in_episode)
+
+
 def run(
     algo: str,
     make_train: Callable,
@@ -83,8 +92,15 @@ def run(
     out: Path,
     steps_per_update: int,
     env_overrides: dict[str, Any] | None = None,
+    make_policy: Callable | None = None,
+    eval_episodes: int = 32,
 ) -> dict[str, Any]:
-    """Train ``num_seeds`` seeds in one compiled call and write the run directory."""
+    """Train ``num_seeds`` seeds in one compiled call and write the run directory.
+
+    With ``make_policy`` (an agent's ``make_policy(config, env, env_params, state,
+    deterministic)`` returning ``act(key, obs)``), each seed's final policy is then
+    evaluated greedily on ``eval_episodes`` episodes, the same eval keys for every seed.
+    """
     if num_seeds < 1:
         raise ValueError(f"num_seeds={num_seeds} is not allowed; it must be >= 1")
     hparams.validate()
@@ -97,9 +113,21 @@ def run(
     compile_seconds = time.perf_counter() - start
     print(f"compiled in {compile_seconds:.1f} s; training ...")
     start = time.perf_counter()
-    _, metrics = jax.block_until_ready(compiled(keys, hparams))
+    final_state, metrics = jax.block_until_ready(compiled(keys, hparams))
     run_seconds = time.perf_counter() - start
     metrics = jax.device_get(metrics)
+    eval_return = None
+    if make_policy is not None and not getattr(config, "gru_size", 0):
+        eval_env, _ = envs.make(env_name, autoreset=False, **(env_overrides or {}))
+
+        def evaluate_seed(state, key):
+            act = make_policy(config, env, env_params, state, True)
+            limit = episode_limit(eval_env, env_params)
+            return evaluate(eval_env, env_params, act, key, eval_episodes, limit).mean()
+
+        eval_key = jax.random.key(seed + 1)
+        evals = jax.jit(jax.vmap(evaluate_seed, in_axes=(0, None)))(final_state, eval_key)
+        eval_return = float(np.mean(jax.device_get(evals)))
 
     per_seed = final_returns(metrics)
     total_steps = int(np.asarray(metrics["episodes"]).shape[-1]) * steps_per_update
@@ -109,6 +137,10 @@ def run(
     print(f"{'algo':<10}{'env':<28}{'seeds':>6}{'final return':>14}{'95% CI':>22}")
     ci = f"[{low:.1f}, {high:.1f}]"
     print(f"{algo:<10}{env_name:<28}{num_seeds:>6}{per_seed.mean():>14.1f}{ci:>22}")
+    if eval_return is not None:
+        print(
+            f"greedy evaluation, {eval_episodes} episodes per seed: mean return {eval_return:.1f}"
+        )
 
     out.mkdir(parents=True, exist_ok=True)
     plot_curve(
@@ -122,7 +154,7 @@ def run(
         "final_return_mean": float(per_seed.mean()),
         "final_return_ci95": [low, high],
         "final_return_per_seed": per_seed.tolist(),
-        "eval_return_mean": None,
+        "eval_return_mean": eval_return,
         "compile_seconds": compile_seconds,
         "run_seconds": run_seconds,
         "env_steps_per_second": rate,
@@ -153,7 +185,9 @@ class RunArgs:
     """Seed of the first key; seeds are split from it."""
 
 
-def main(algo: str, config_cls: type, hparams_cls: type, make_train: Callable) -> dict[str, Any]:
+def main(
+    algo: str, config_cls: type, hparams_cls: type, make_train: Callable, make_policy: Callable
+) -> dict[str, Any]:
     """The command line of ``experiments/<algo>.py``: the run flags above plus every
     config field and hyperparameter as a flag, then ``run``."""
     import tyro
@@ -179,5 +213,5 @@ def main(algo: str, config_cls: type, hparams_cls: type, make_train: Callable) -
     steps_per_update = args.config.num_envs * args.config.rollout_len
     return run(
         algo, make_train, args.config, args.hparams, args.env, args.num_seeds, args.seed, args.out,
-        steps_per_update=steps_per_update,
+        steps_per_update=steps_per_update, make_policy=make_policy,
     )  # fmt: skip

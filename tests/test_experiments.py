@@ -35,6 +35,7 @@ def test_script_writes_summary_and_curve(algo, tmp_path):
     assert summary["total_env_steps"] == 2048
     assert (out / "curve.png").stat().st_size > 0
     assert "final return" in result.stdout
+    assert isinstance(summary["eval_return_mean"], float)
 
 
 def test_script_rejects_bad_config_before_compiling(tmp_path):
