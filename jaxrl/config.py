@@ -40,6 +40,26 @@ def check_hparams(owner: str, hparams: NamedTuple, ranges: dict[str, tuple]) -> 
         )
 
 
+class RolloutSizes:
+    """Mixin for configs with ``num_envs``, ``rollout_len`` and ``total_steps``:
+    the derived sizes and their check, written once for every on-policy agent."""
+
+    @property
+    def batch_size(self) -> int:
+        return self.num_envs * self.rollout_len
+
+    @property
+    def num_updates(self) -> int:
+        return self.total_steps // self.batch_size
+
+    def check_rollout_sizes(self) -> None:
+        if self.total_steps < self.batch_size:
+            raise ValueError(
+                f"{type(self).__name__}.total_steps={self.total_steps} is less than one rollout "
+                f"(num_envs * rollout_len = {self.batch_size})"
+            )
+
+
 class ActionSpec(NamedTuple):
     discrete: bool
     dim: int  # number of actions (discrete) or action dimensions (continuous)

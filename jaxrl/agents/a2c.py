@@ -34,7 +34,7 @@ from jaxrl.optim import make_optimizer
 
 
 @dataclasses.dataclass(frozen=True)
-class A2CConfig:
+class A2CConfig(C.RolloutSizes):
     num_envs: int = 16
     """Parallel environments per seed."""
     rollout_len: int = 8
@@ -66,19 +66,7 @@ class A2CConfig:
         C.check_choice("A2CConfig", "advantage", self.advantage, ("gae", "nstep"))
         C.check_choice("A2CConfig", "activation", self.activation, ("tanh", "relu", "gelu", "silu"))
         C.check_choice("A2CConfig", "torso", self.torso, ("mlp", "cnn"))
-        if self.total_steps < self.batch_size:
-            raise ValueError(
-                f"A2CConfig.total_steps={self.total_steps} is less than one rollout "
-                f"(num_envs * rollout_len = {self.batch_size})"
-            )
-
-    @property
-    def batch_size(self) -> int:
-        return self.num_envs * self.rollout_len
-
-    @property
-    def num_updates(self) -> int:
-        return self.total_steps // self.batch_size
+        self.check_rollout_sizes()
 
 
 class A2CHParams(NamedTuple):

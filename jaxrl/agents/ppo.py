@@ -29,7 +29,7 @@ from jaxrl.optim import make_optimizer
 
 
 @dataclasses.dataclass(frozen=True)
-class PPOConfig:
+class PPOConfig(C.RolloutSizes):
     num_envs: int = 4
     """Parallel environments per seed."""
     rollout_len: int = 128
@@ -79,19 +79,7 @@ class PPOConfig:
                 f"PPOConfig.num_minibatches={self.num_minibatches} does not divide "
                 f"{what}={samples}; choose a divisor of {samples}"
             )
-        if self.total_steps < self.batch_size:
-            raise ValueError(
-                f"PPOConfig.total_steps={self.total_steps} is less than one rollout "
-                f"(num_envs * rollout_len = {self.batch_size})"
-            )
-
-    @property
-    def batch_size(self) -> int:
-        return self.num_envs * self.rollout_len
-
-    @property
-    def num_updates(self) -> int:
-        return self.total_steps // self.batch_size
+        self.check_rollout_sizes()
 
 
 class PPOHParams(NamedTuple):

@@ -43,7 +43,7 @@ from jaxrl.optim import make_optimizer
 
 
 @dataclasses.dataclass(frozen=True)
-class ReinforceConfig:
+class ReinforceConfig(C.RolloutSizes):
     num_envs: int = 8
     """Parallel environments per seed."""
     rollout_len: int = 128
@@ -82,19 +82,7 @@ class ReinforceConfig:
             "ReinforceConfig", "activation", self.activation, ("tanh", "relu", "gelu", "silu")
         )
         C.check_choice("ReinforceConfig", "torso", self.torso, ("mlp", "cnn"))
-        if self.total_steps < self.batch_size:
-            raise ValueError(
-                f"ReinforceConfig.total_steps={self.total_steps} is less than one rollout "
-                f"(num_envs * rollout_len = {self.batch_size})"
-            )
-
-    @property
-    def batch_size(self) -> int:
-        return self.num_envs * self.rollout_len
-
-    @property
-    def num_updates(self) -> int:
-        return self.total_steps // self.batch_size
+        self.check_rollout_sizes()
 
 
 class ReinforceHParams(NamedTuple):

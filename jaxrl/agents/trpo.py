@@ -41,7 +41,7 @@ CRITIC_KEYS = ("critic_torso", "value_head")
 
 
 @dataclasses.dataclass(frozen=True)
-class TRPOConfig:
+class TRPOConfig(C.RolloutSizes):
     num_envs: int = 8
     """Parallel environments per seed."""
     rollout_len: int = 128
@@ -89,19 +89,7 @@ class TRPOConfig:
                 f"TRPOConfig.vf_minibatches={self.vf_minibatches} does not divide "
                 f"num_envs * rollout_len={self.batch_size}; choose a divisor of {self.batch_size}"
             )
-        if self.total_steps < self.batch_size:
-            raise ValueError(
-                f"TRPOConfig.total_steps={self.total_steps} is less than one rollout "
-                f"(num_envs * rollout_len = {self.batch_size})"
-            )
-
-    @property
-    def batch_size(self) -> int:
-        return self.num_envs * self.rollout_len
-
-    @property
-    def num_updates(self) -> int:
-        return self.total_steps // self.batch_size
+        self.check_rollout_sizes()
 
 
 class TRPOHParams(NamedTuple):
