@@ -255,6 +255,15 @@ def test_brax_params_and_time_limit():
     assert raw.action_space(params).shape == (1,)
 
 
+def test_brax_env_first_built_inside_a_trace_serves_later_traces():
+    # The lazily built Brax model must not keep tracers of the trace that built it.
+    raw = BraxEnv("inverted_pendulum")
+    params = BraxParams(backend="spring")
+    first = jax.jit(lambda key: raw.reset(key, params)[1].obs)(jax.random.key(0))
+    again = jax.jit(lambda key: raw.reset(key, params)[1].obs * 1.0)(jax.random.key(0))
+    np.testing.assert_array_equal(first, again)
+
+
 def test_bad_brax_backend_raises():
     with pytest.raises(ValueError, match="backend='warp' is not allowed.*spring"):
         envs.make("brax:inverted_pendulum", backend="warp")

@@ -136,12 +136,18 @@ class BraxEnv(Environment[Any, BraxParams]):
         return apply_overrides(BraxParams(backend=self.default_backend), overrides)
 
     def brax_env(self, backend: str) -> Any:
-        """The underlying Brax environment for ``backend``, built once."""
+        """The underlying Brax environment for ``backend``, built once.
+
+        The first call may come while a ``jit`` is tracing; the build runs under
+        ``ensure_compile_time_eval`` so that the arrays Brax makes of its model
+        are concrete, not tracers of that one trace leaking into later ones."""
         if backend not in self._brax_envs:
             import brax.envs
 
             try:
-                self._brax_envs[backend] = brax.envs.get_environment(self.env_name, backend=backend)
+                with jax.ensure_compile_time_eval():
+                    env = brax.envs.get_environment(self.env_name, backend=backend)
+                self._brax_envs[backend] = env
             except Exception as error:
                 raise ValueError(
                     f"brax:{self.env_name} could not be built with backend={backend!r}: {error}"
