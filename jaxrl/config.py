@@ -8,7 +8,8 @@ what is allowed before anything is traced or compiled.
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple
+import dataclasses
+from typing import Any, Literal, NamedTuple
 
 import jax.numpy as jnp
 
@@ -31,18 +32,86 @@ def check_choice(owner: str, name: str, value: Any, allowed: tuple) -> None:
         raise ValueError(f"{owner}.{name}={value!r} is not allowed; it must be one of {allowed}")
 
 
-def check_hparams(owner: str, hparams: NamedTuple, ranges: dict[str, tuple]) -> None:
+HPARAM_RANGES: dict[str, tuple[float, float | None, bool, bool]] = {
+    # name: (low, high, low_open, high_open); None means unbounded
+    "lr": (0, None, True, False),
+    "vf_lr": (0, None, True, False),
+    "gamma": (0, 1, False, False),
+    "gae_lambda": (0, 1, False, False),
+    "clip_eps": (0, None, True, False),
+    "ent_coef": (0, None, False, False),
+    "vf_coef": (0, None, False, False),
+    "max_grad_norm": (0, None, True, False),
+    "max_kl": (0, None, True, False),
+    "damping": (0, None, False, False),
+}
+"""The allowed range of every hyperparameter name any agent uses, written once."""
+
+
+def check_hparams(hparams: NamedTuple) -> NamedTuple:
     """Check concrete hyperparameter values (tracers are skipped) against
-    ``ranges[name] = (low, high, low_open, high_open)``."""
-    for name, (low, high, low_open, high_open) in ranges.items():
-        check_range(
-            owner, name, getattr(hparams, name), low, high, low_open=low_open, high_open=high_open
-        )
+    ``HPARAM_RANGES``; returns ``hparams``. A field without a range is a bug in
+    the agent, reported as such."""
+    owner = type(hparams).__name__
+    for name, value in hparams._asdict().items():
+        if name not in HPARAM_RANGES:
+            raise TypeError(f"{owner}.{name} has no range in jaxrl.config.HPARAM_RANGES")
+        low, high, low_open, high_open = HPARAM_RANGES[name]
+        check_range(owner, name, value, low, high, low_open=low_open, high_open=high_open)
+    return hparams
 
 
-class RolloutSizes:
-    """Mixin for configs with ``num_envs``, ``rollout_len`` and ``total_steps``:
-    the derived sizes and their check, written once for every on-policy agent."""
+@dataclasses.dataclass(frozen=True)
+class AgentConfig:
+    """The static fields every agent that steps a batch of envs shares, and their checks.
+
+    Agents subclass it (frozen dataclasses too), add their own fields, redeclare
+    a field to change its default, and put their own checks in ``check``; a bad
+    value raises a ``ValueError`` naming the config, the field and what is
+    allowed when the config is built, before anything compiles.
+    """
+
+    num_envs: int = 8
+    """Parallel environments per seed."""
+    rollout_len: int = 128
+    """Steps per environment between updates."""
+    total_steps: int = 500_000
+    """Environment steps per seed (rounded down to whole updates)."""
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """Torso layer sizes (actor and critic each have one)."""
+    activation: Literal["tanh", "relu", "gelu", "silu"] = "tanh"
+    """Hidden-layer nonlinearity."""
+    torso: Literal["mlp", "cnn"] = "mlp"
+    """"cnn" for image observations (H, W, C)."""
+    normalize_obs: bool = False
+    """Running mean/variance observation normalisation."""
+    max_resets: int | None = None
+    """Resets computed per step when few episodes end (see envs.vector.VecEnv); None: all."""
+
+    def __post_init__(self):
+        owner = type(self).__name__
+        sizes = {"num_envs": self.num_envs, "rollout_len": self.rollout_len}
+        check_positive(owner, **sizes, total_steps=self.total_steps)
+        check_choice(owner, "activation", self.activation, ("tanh", "relu", "gelu", "silu"))
+        check_choice(owner, "torso", self.torso, ("mlp", "cnn"))
+        self.check()
+        if self.total_steps < self.batch_size:
+            raise ValueError(
+                f"{owner}.total_steps={self.total_steps} is less than one rollout "
+                f"(num_envs * rollout_len = {self.batch_size})"
+            )
+
+    def check(self) -> None:
+        """The agent's own checks (override)."""
+
+    def check_divides(self, name: str, samples: int, what: str) -> None:
+        """``getattr(self, name)`` must divide ``samples`` (described as ``what``)."""
+        value = getattr(self, name)
+        if samples % value:
+            raise ValueError(
+                f"{type(self).__name__}.{name}={value} does not divide {what}={samples}; "
+                f"choose a divisor of {samples}"
+            )
 
     @property
     def batch_size(self) -> int:
@@ -51,13 +120,6 @@ class RolloutSizes:
     @property
     def num_updates(self) -> int:
         return self.total_steps // self.batch_size
-
-    def check_rollout_sizes(self) -> None:
-        if self.total_steps < self.batch_size:
-            raise ValueError(
-                f"{type(self).__name__}.total_steps={self.total_steps} is less than one rollout "
-                f"(num_envs * rollout_len = {self.batch_size})"
-            )
 
 
 class ActionSpec(NamedTuple):

@@ -18,10 +18,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 import envs
 from jaxrl.evaluate import evaluate
+from jaxrl.progress import Progress
 
 FINAL_FRACTION = 0.05
 
@@ -112,18 +114,24 @@ def run(
     compiled = jax.jit(jax.vmap(train, in_axes=(0, None))).lower(keys, hparams).compile()
     compile_seconds = time.perf_counter() - start
     print(f"compiled in {compile_seconds:.1f} s; training ...")
+    num_updates = config.total_steps // steps_per_update
     start = time.perf_counter()
-    final_state, metrics = jax.block_until_ready(compiled(keys, hparams))
+    with Progress(num_updates, steps_per_update, num_seeds, f"{algo} {env_name}"):
+        final_state, metrics = jax.block_until_ready(compiled(keys, hparams))
     run_seconds = time.perf_counter() - start
     metrics = jax.device_get(metrics)
     eval_return = None
-    if make_policy is not None and not getattr(config, "gru_size", 0):
+    if make_policy is not None:
         eval_env, _ = envs.make(env_name, autoreset=False, **(env_overrides or {}))
+        gru_size = getattr(config, "gru_size", 0)
+        policy_carry = jnp.zeros((eval_episodes, gru_size)) if gru_size else None
 
         def evaluate_seed(state, key):
             act = make_policy(config, env, env_params, state, True)
             limit = episode_limit(eval_env, env_params)
-            return evaluate(eval_env, env_params, act, key, eval_episodes, limit).mean()
+            return evaluate(
+                eval_env, env_params, act, key, eval_episodes, limit, policy_carry
+            ).mean()
 
         eval_key = jax.random.key(seed + 1)
         evals = jax.jit(jax.vmap(evaluate_seed, in_axes=(0, None)))(final_state, eval_key)

@@ -18,7 +18,7 @@ SMALL = {
     "trpo": ["--num-envs", "4", "--rollout-len", "16", "--total-steps", "2048"],
     "a2c": ["--num-envs", "4", "--rollout-len", "16", "--total-steps", "2048"],
     "reinforce": ["--num-envs", "4", "--rollout-len", "16", "--total-steps", "2048"],
-}
+}  # fmt: skip
 
 
 @pytest.mark.parametrize("algo", sorted(SMALL))
@@ -35,6 +35,10 @@ def test_script_writes_summary_and_curve(algo, tmp_path):
     assert summary["total_env_steps"] == 2048
     assert (out / "curve.png").stat().st_size > 0
     assert "final return" in result.stdout
+    # Progress lines from inside the compiled run, the last one at the final update.
+    total = 2048 // (4 * 16)
+    assert f"{algo} Probe-4: {total}/{total} updates" in result.stdout
+    assert "steps/s" in result.stdout
     assert isinstance(summary["eval_return_mean"], float)
 
 

@@ -28,45 +28,24 @@ import jax.numpy as jnp
 import optax
 
 from jaxrl import config as C
-from jaxrl import returns, rollout
+from jaxrl import progress, returns, rollout
 from jaxrl.networks import ActorCritic
 from jaxrl.optim import make_optimizer
 
 
 @dataclasses.dataclass(frozen=True)
-class A2CConfig(C.RolloutSizes):
+class A2CConfig(C.AgentConfig):
     num_envs: int = 16
     """Parallel environments per seed."""
     rollout_len: int = 8
     """Steps per environment between updates (the n of the n-step returns)."""
-    total_steps: int = 500_000
-    """Environment steps per seed (rounded down to whole updates)."""
     advantage: Literal["gae", "nstep"] = "gae"
     """"gae": GAE(gamma, gae_lambda); "nstep": returns bootstrapped at the rollout end."""
-    hidden_sizes: tuple[int, ...] = (64, 64)
-    """Torso layer sizes (actor and critic each have one)."""
-    activation: Literal["tanh", "relu", "gelu", "silu"] = "tanh"
-    """Hidden-layer nonlinearity."""
-    torso: Literal["mlp", "cnn"] = "mlp"
-    """"cnn" for image observations (H, W, C)."""
     anneal_lr: bool = True
     """Decay the learning rate linearly to 0 over training."""
-    normalize_obs: bool = False
-    """Running mean/variance observation normalisation."""
-    max_resets: int | None = None
-    """Resets computed per step when few episodes end (see envs.vector.VecEnv); None: all."""
 
-    def __post_init__(self):
-        C.check_positive(
-            "A2CConfig",
-            num_envs=self.num_envs,
-            rollout_len=self.rollout_len,
-            total_steps=self.total_steps,
-        )
+    def check(self):
         C.check_choice("A2CConfig", "advantage", self.advantage, ("gae", "nstep"))
-        C.check_choice("A2CConfig", "activation", self.activation, ("tanh", "relu", "gelu", "silu"))
-        C.check_choice("A2CConfig", "torso", self.torso, ("mlp", "cnn"))
-        self.check_rollout_sizes()
 
 
 class A2CHParams(NamedTuple):
@@ -86,12 +65,7 @@ class A2CHParams(NamedTuple):
     """Global-norm gradient clip."""
 
     def validate(self) -> A2CHParams:
-        C.check_hparams("A2CHParams", self, {
-            "lr": (0, None, True, False), "gamma": (0, 1, False, False),
-            "gae_lambda": (0, 1, False, False), "ent_coef": (0, None, False, False),
-            "vf_coef": (0, None, False, False), "max_grad_norm": (0, None, True, False),
-        })  # fmt: skip
-        return self
+        return C.check_hparams(self)
 
 
 class A2CState(NamedTuple):
@@ -174,7 +148,7 @@ def make_train(config: A2CConfig, env: Any, env_params: Any):
             metrics = stats | rollout.episode_metrics(traj)
             return A2CState(params, opt_state, env_carry, key, state.update + 1), metrics
 
-        return jax.lax.scan(update_step, state, length=config.num_updates)
+        return progress.scan_updates(update_step, state, config.num_updates)
 
     return train
 

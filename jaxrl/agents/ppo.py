@@ -16,70 +16,45 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import optax
 
 from jaxrl import config as C
-from jaxrl import minibatch, returns, rollout
+from jaxrl import minibatch, progress, returns, rollout
 from jaxrl.networks import ActorCritic
 from jaxrl.optim import make_optimizer
 
 
 @dataclasses.dataclass(frozen=True)
-class PPOConfig(C.RolloutSizes):
+class PPOConfig(C.AgentConfig):
     num_envs: int = 4
     """Parallel environments per seed."""
-    rollout_len: int = 128
-    """Steps per environment between updates."""
-    total_steps: int = 500_000
-    """Environment steps per seed (rounded down to whole updates)."""
     num_epochs: int = 4
     """Passes over each rollout."""
     num_minibatches: int = 4
     """Minibatches per epoch; must divide num_envs * rollout_len (num_envs if recurrent)."""
-    hidden_sizes: tuple[int, ...] = (64, 64)
-    """Torso layer sizes (actor and critic each have one)."""
-    activation: Literal["tanh", "relu", "gelu", "silu"] = "tanh"
-    """Hidden-layer nonlinearity."""
-    torso: Literal["mlp", "cnn"] = "mlp"
-    """"cnn" for image observations (H, W, C)."""
     gru_size: int = 0
     """Hidden size of a GRU for partially observable envs; 0 for feed-forward."""
     anneal_lr: bool = True
     """Decay the learning rate linearly to 0 over training."""
     clip_value: bool = True
     """Clip the value loss around the rollout's value predictions."""
-    normalize_obs: bool = False
-    """Running mean/variance observation normalisation."""
     normalize_reward: bool = False
     """Scale rewards by the running std of the discounted return."""
-    max_resets: int | None = None
-    """Resets computed per step when few episodes end (see envs.vector.VecEnv); None: all."""
 
-    def __post_init__(self):
+    def check(self):
         C.check_positive(
-            "PPOConfig",
-            num_envs=self.num_envs,
-            rollout_len=self.rollout_len,
-            total_steps=self.total_steps,
-            num_epochs=self.num_epochs,
-            num_minibatches=self.num_minibatches,
+            "PPOConfig", num_epochs=self.num_epochs, num_minibatches=self.num_minibatches
         )
-        C.check_choice("PPOConfig", "activation", self.activation, ("tanh", "relu", "gelu", "silu"))
-        C.check_choice("PPOConfig", "torso", self.torso, ("mlp", "cnn"))
         if self.gru_size < 0:
             raise ValueError(f"PPOConfig.gru_size={self.gru_size} is not allowed; it must be >= 0")
-        samples = self.num_envs if self.gru_size else self.num_envs * self.rollout_len
-        what = "num_envs" if self.gru_size else "num_envs * rollout_len"
-        if samples % self.num_minibatches:
-            raise ValueError(
-                f"PPOConfig.num_minibatches={self.num_minibatches} does not divide "
-                f"{what}={samples}; choose a divisor of {samples}"
-            )
-        self.check_rollout_sizes()
+        if self.gru_size:
+            self.check_divides("num_minibatches", self.num_envs, "num_envs")
+        else:
+            self.check_divides("num_minibatches", self.batch_size, "num_envs * rollout_len")
 
 
 class PPOHParams(NamedTuple):
@@ -101,13 +76,7 @@ class PPOHParams(NamedTuple):
     """Global-norm gradient clip."""
 
     def validate(self) -> PPOHParams:
-        C.check_hparams("PPOHParams", self, {
-            "lr": (0, None, True, False), "gamma": (0, 1, False, False),
-            "gae_lambda": (0, 1, False, False), "clip_eps": (0, None, True, False),
-            "ent_coef": (0, None, False, False), "vf_coef": (0, None, False, False),
-            "max_grad_norm": (0, None, True, False),
-        })  # fmt: skip
-        return self
+        return C.check_hparams(self)
 
 
 class PPOState(NamedTuple):
@@ -280,7 +249,7 @@ def make_train(config: PPOConfig, env: Any, env_params: Any):
             new_state = PPOState(params, opt_state, env_carry, rnn_end, key, state.update + 1)
             return new_state, metrics
 
-        return jax.lax.scan(update_step, state, length=config.num_updates)
+        return progress.scan_updates(update_step, state, config.num_updates)
 
     return train
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 import chex
 import jax
@@ -37,52 +37,25 @@ import jax.numpy as jnp
 import optax
 
 from jaxrl import config as C
-from jaxrl import returns, rollout
+from jaxrl import progress, returns, rollout
 from jaxrl.networks import ActorCritic
 from jaxrl.optim import make_optimizer
 
 
 @dataclasses.dataclass(frozen=True)
-class ReinforceConfig(C.RolloutSizes):
-    num_envs: int = 8
-    """Parallel environments per seed."""
-    rollout_len: int = 128
-    """Steps per environment between updates."""
-    total_steps: int = 500_000
-    """Environment steps per seed (rounded down to whole updates)."""
+class ReinforceConfig(C.AgentConfig):
     reward_to_go: bool = True
     """Weight log pi(a_t|s_t) by the return from t; else by the whole episode's return."""
     baseline: bool = True
     """Learn V and subtract it (and bootstrap from it where episodes are cut)."""
     normalize_advantage: bool = True
     """Standardise the weights (return minus baseline) over each batch."""
-    hidden_sizes: tuple[int, ...] = (64, 64)
-    """Torso layer sizes (actor and critic each have one)."""
-    activation: Literal["tanh", "relu", "gelu", "silu"] = "tanh"
-    """Hidden-layer nonlinearity."""
-    torso: Literal["mlp", "cnn"] = "mlp"
-    """"cnn" for image observations (H, W, C)."""
     anneal_lr: bool = True
     """Decay the learning rate linearly to 0 over training."""
-    normalize_obs: bool = False
-    """Running mean/variance observation normalisation."""
-    max_resets: int | None = None
-    """Resets computed per step when few episodes end (see envs.vector.VecEnv); None: all."""
 
-    def __post_init__(self):
-        C.check_positive(
-            "ReinforceConfig",
-            num_envs=self.num_envs,
-            rollout_len=self.rollout_len,
-            total_steps=self.total_steps,
-        )
+    def check(self):
         for name in ("reward_to_go", "baseline", "normalize_advantage"):
             C.check_choice("ReinforceConfig", name, getattr(self, name), (True, False))
-        C.check_choice(
-            "ReinforceConfig", "activation", self.activation, ("tanh", "relu", "gelu", "silu")
-        )
-        C.check_choice("ReinforceConfig", "torso", self.torso, ("mlp", "cnn"))
-        self.check_rollout_sizes()
 
 
 class ReinforceHParams(NamedTuple):
@@ -100,12 +73,7 @@ class ReinforceHParams(NamedTuple):
     """Global-norm gradient clip."""
 
     def validate(self) -> ReinforceHParams:
-        C.check_hparams("ReinforceHParams", self, {
-            "lr": (0, None, True, False), "gamma": (0, 1, False, False),
-            "ent_coef": (0, None, False, False), "vf_coef": (0, None, False, False),
-            "max_grad_norm": (0, None, True, False),
-        })  # fmt: skip
-        return self
+        return C.check_hparams(self)
 
 
 class ReinforceState(NamedTuple):
@@ -225,7 +193,7 @@ def make_train(config: ReinforceConfig, env: Any, env_params: Any):
             metrics = stats | rollout.episode_metrics(traj)
             return ReinforceState(params, opt_state, env_carry, key, state.update + 1), metrics
 
-        return jax.lax.scan(update_step, state, length=config.num_updates)
+        return progress.scan_updates(update_step, state, config.num_updates)
 
     return train
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -32,7 +32,7 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from jaxrl import config as C
-from jaxrl import minibatch, returns, rollout
+from jaxrl import minibatch, progress, returns, rollout
 from jaxrl.networks import ActorCritic
 from jaxrl.optim import make_optimizer
 
@@ -41,13 +41,7 @@ CRITIC_KEYS = ("critic_torso", "value_head")
 
 
 @dataclasses.dataclass(frozen=True)
-class TRPOConfig(C.RolloutSizes):
-    num_envs: int = 8
-    """Parallel environments per seed."""
-    rollout_len: int = 128
-    """Steps per environment between updates."""
-    total_steps: int = 500_000
-    """Environment steps per seed (rounded down to whole updates)."""
+class TRPOConfig(C.AgentConfig):
     cg_iters: int = 10
     """Conjugate-gradient iterations per policy step."""
     line_search_steps: int = 10
@@ -56,40 +50,18 @@ class TRPOConfig(C.RolloutSizes):
     """Passes over each rollout when fitting the value function."""
     vf_minibatches: int = 4
     """Minibatches per value epoch; must divide num_envs * rollout_len."""
-    hidden_sizes: tuple[int, ...] = (64, 64)
-    """Torso layer sizes (actor and critic each have one)."""
-    activation: Literal["tanh", "relu", "gelu", "silu"] = "tanh"
-    """Hidden-layer nonlinearity."""
-    torso: Literal["mlp", "cnn"] = "mlp"
-    """"cnn" for image observations (H, W, C)."""
-    normalize_obs: bool = False
-    """Running mean/variance observation normalisation."""
     normalize_reward: bool = False
     """Scale rewards by the running std of the discounted return."""
-    max_resets: int | None = None
-    """Resets computed per step when few episodes end (see envs.vector.VecEnv); None: all."""
 
-    def __post_init__(self):
+    def check(self):
         C.check_positive(
             "TRPOConfig",
-            num_envs=self.num_envs,
-            rollout_len=self.rollout_len,
-            total_steps=self.total_steps,
             cg_iters=self.cg_iters,
             line_search_steps=self.line_search_steps,
             vf_epochs=self.vf_epochs,
             vf_minibatches=self.vf_minibatches,
         )
-        C.check_choice(
-            "TRPOConfig", "activation", self.activation, ("tanh", "relu", "gelu", "silu")
-        )
-        C.check_choice("TRPOConfig", "torso", self.torso, ("mlp", "cnn"))
-        if self.batch_size % self.vf_minibatches:
-            raise ValueError(
-                f"TRPOConfig.vf_minibatches={self.vf_minibatches} does not divide "
-                f"num_envs * rollout_len={self.batch_size}; choose a divisor of {self.batch_size}"
-            )
-        self.check_rollout_sizes()
+        self.check_divides("vf_minibatches", self.batch_size, "num_envs * rollout_len")
 
 
 class TRPOHParams(NamedTuple):
@@ -109,12 +81,7 @@ class TRPOHParams(NamedTuple):
     """Weight of the entropy bonus in the surrogate."""
 
     def validate(self) -> TRPOHParams:
-        C.check_hparams("TRPOHParams", self, {
-            "max_kl": (0, None, True, False), "gamma": (0, 1, False, False),
-            "gae_lambda": (0, 1, False, False), "damping": (0, None, False, False),
-            "vf_lr": (0, None, True, False), "ent_coef": (0, None, False, False),
-        })  # fmt: skip
-        return self
+        return C.check_hparams(self)
 
 
 class TRPOState(NamedTuple):
@@ -325,7 +292,7 @@ def make_train(config: TRPOConfig, env: Any, env_params: Any):
             new_state = TRPOState(params, vf_opt_state, env_carry, key, state.update + 1)
             return new_state, metrics
 
-        return jax.lax.scan(update_step, state, length=config.num_updates)
+        return progress.scan_updates(update_step, state, config.num_updates)
 
     return train
 

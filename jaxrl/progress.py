@@ -1,0 +1,182 @@
+"""Progress of a jitted training run, reported from inside the compiled loop.
+
+``scan_updates(update_step, state, num_updates)`` is the outer loop of every
+agent: a ``lax.scan`` over updates that, ``REPORTS`` times per run, hands the
+update's metrics to the host with ``jax.debug.callback``. Under ``vmap`` (seeds,
+hyperparameters, nested or not) the callback fires once per report with every
+run's metrics stacked, not once per run: a ``custom_vmap`` rule lifts the batch
+axes into the callback's arguments. The loop counter is the scan's own
+(unbatched) input, so the report is a real ``lax.cond`` even under ``vmap``.
+
+On the host, ``Progress`` is a context manager around the compiled call: a
+rich bar on a terminal, one plain line per tenth otherwise (CI logs), each
+with env steps per second (all runs together) and the mean return of the
+episodes that ended in the reported update, over all runs. Outside a
+``Progress`` the callback returns at once, so a run pays ``REPORTS`` host calls
+and nothing else.
+
+Why not ``jax-tqdm``: under ``vmap`` it draws one bar per run, indexed by hand,
+and knows nothing of returns; a sweep of 256 runs needs one bar for all of them.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+REPORTS = 100
+"""Host reports per run (fewer if the run has fewer updates)."""
+
+_active: list[Progress] = []
+_lock = threading.Lock()
+
+
+def _to_host(update: Any, metrics: dict[str, Any]) -> None:
+    with _lock:
+        bar = _active[-1] if _active else None
+    if bar is not None:
+        bar.report(int(np.asarray(update).reshape(-1)[0]), metrics)
+
+
+@jax.custom_batching.custom_vmap
+def _report(update: jax.Array, metrics: dict[str, jax.Array]) -> jax.Array:
+    jax.debug.callback(_to_host, update, metrics)
+    return update
+
+
+@_report.def_vmap
+def _report_batched(axis_size, in_batched, update, metrics):
+    update_batched, metrics_batched = in_batched
+    if update_batched:
+        update = update[0]
+    metrics = jax.tree.map(
+        lambda x, b: x if b else jnp.broadcast_to(x, (axis_size, *x.shape)),
+        metrics,
+        metrics_batched,
+    )
+    return _report(update, metrics), False
+
+
+def scan_updates(
+    update_step: Callable[[Any, Any], tuple[Any, dict[str, jax.Array]]],
+    state: Any,
+    num_updates: int,
+) -> tuple[Any, dict[str, jax.Array]]:
+    """``lax.scan(update_step, state, jnp.arange(num_updates))``, reporting progress.
+
+    Args:
+        update_step: ``(state, update) -> (state, metrics)``, where ``update`` is the
+            0-based update index, unbatched even under ``vmap`` (so a ``lax.cond``
+            on it stays a branch); metrics are scalars per update, with
+            ``episode_return_sum`` and ``episodes`` if the agent logs returns.
+        num_updates: static number of updates.
+
+    Returns:
+        ``(final_state, metrics)`` with metrics stacked ``[num_updates]``.
+    """
+    every = max(1, num_updates // REPORTS)
+
+    def body(state, update):
+        state, metrics = update_step(state, update)
+
+        def emit():
+            _report(update + 1, metrics)
+
+        done = update + 1
+        jax.lax.cond((done % every == 0) | (done == num_updates), emit, lambda: None)
+        return state, metrics
+
+    return jax.lax.scan(body, state, jnp.arange(num_updates, dtype=jnp.int32))
+
+
+class Progress:
+    """Shows the progress of the compiled training calls made inside ``with``.
+
+    Args:
+        num_updates: updates per run (the bar's total).
+        steps_per_update: env steps per update and run.
+        num_runs: runs trained together (seeds x hyperparameters), for steps/s.
+        description: the bar's label.
+        stream: where plain lines go when it is not a terminal (default stdout).
+    """
+
+    def __init__(
+        self,
+        num_updates: int,
+        steps_per_update: int,
+        num_runs: int = 1,
+        description: str = "training",
+        stream: Any = None,
+    ):
+        self.num_updates = num_updates
+        self.steps_per_update = steps_per_update
+        self.num_runs = num_runs
+        self.description = description
+        self.stream = stream if stream is not None else sys.stdout
+        self.history: list[tuple[int, float]] = []
+        """(update, mean return) of every report that saw finished episodes."""
+        self.updates_seen = 0
+        self._bar = None
+        self._next_line = 0.1
+        self._first: tuple[float, int] | None = None  # (time, update) of the first report
+
+    def __enter__(self) -> Progress:
+        if getattr(self.stream, "isatty", lambda: False)():
+            from rich.progress import BarColumn, MofNCompleteColumn, TextColumn, TimeElapsedColumn
+            from rich.progress import Progress as RichProgress
+
+            self._bar = RichProgress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+                TextColumn("{task.fields[status]}"),
+            )
+            self._task = self._bar.add_task(self.description, total=self.num_updates, status="")
+            self._bar.start()
+        with _lock:
+            _active.append(self)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        with _lock:
+            _active.remove(self)
+        if self._bar is not None:
+            self._bar.stop()
+
+    def status(self) -> str:
+        # Measured from the first report, so that compiling inside ``with`` does not count.
+        elapsed = time.perf_counter() - self._first[0]
+        updates = self.updates_seen - self._first[1]
+        rate = updates * self.steps_per_update * self.num_runs / elapsed if updates else 0.0
+        text = f"{rate:,.0f} steps/s"
+        if self.history:
+            text += f"  return {self.history[-1][1]:.1f}"
+        return text
+
+    def report(self, update: int, metrics: dict[str, Any]) -> None:
+        """Called from the compiled run with every run's metrics of one update."""
+        if self._first is None:
+            self._first = (time.perf_counter(), update)
+        self.updates_seen = update
+        if "episodes" in metrics:
+            count = float(np.sum(metrics["episodes"]))
+            if count > 0:
+                self.history.append((update, float(np.sum(metrics["episode_return_sum"])) / count))
+        if self._bar is not None:
+            self._bar.update(self._task, completed=update, status=self.status())
+        elif update >= self._next_line * self.num_updates or update == self.num_updates:
+            print(
+                f"{self.description}: {update}/{self.num_updates} updates  {self.status()}",
+                file=self.stream,
+                flush=True,
+            )
+            while self._next_line * self.num_updates <= update:
+                self._next_line += 0.1
