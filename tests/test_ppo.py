@@ -1,6 +1,7 @@
-"""PPO: loss pieces on hand-made inputs, the train contract, and probes."""
+"""PPO: loss pieces on hand-made inputs, bad configs, probes, and the recurrent policy.
+The contract every agent keeps is tested in test_agent_contract.py."""
 
-import chex
+import agents_common as common
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -8,6 +9,7 @@ import pytest
 
 import envs
 from jaxrl.agents import ppo
+from jaxrl.evaluate import evaluate
 
 PROBE_CONFIG = ppo.PPOConfig(num_envs=8, rollout_len=16, total_steps=8 * 16 * 60, num_minibatches=4)
 PROBE_HP = ppo.PPOHParams(lr=3e-3, gamma=0.9, ent_coef=0.0)
@@ -60,101 +62,23 @@ def test_bad_hparams_and_action_space_raise():
 
 @pytest.fixture(scope="module")
 def probe_runs():
-    """Train on every probe with 2 vmapped seeds; one compile per probe."""
-    out = {}
-    for index in range(1, 6):
-        limit = 8 if index == 1 else 100
-        env, params = envs.make(f"Probe-{index}", max_episode_steps=limit)
-        train = ppo.make_train(PROBE_CONFIG, env, params)
-        keys = jax.random.split(jax.random.key(index), 2)
-        state, metrics = jax.jit(jax.vmap(train, in_axes=(0, None)))(keys, PROBE_HP)
-        out[index] = (env, params, state, metrics)
-    return out
-
-
-def values_and_probs(run, obs):
-    env, params, state, _ = run
-    network = ppo.make_network(PROBE_CONFIG, env, params)
-    dist, value = jax.vmap(network.apply, in_axes=(0, None))(state.params, obs)
-    return np.asarray(value), np.asarray(dist.probs())
+    return common.train_probes(ppo, {i: (i, PROBE_CONFIG) for i in range(1, 6)}, PROBE_HP)
 
 
 def test_probe1_value_bootstraps_through_truncation(probe_runs):
-    # reward 1 forever, time limit 8: V = 1 / (1 - 0.9) = 10, not ~ (1 - 0.9^8) / 0.1 = 5.7
-    value, _ = values_and_probs(probe_runs[1], jnp.zeros((1, 1)))
-    np.testing.assert_allclose(value[:, 0], 10.0, atol=1.0)
+    common.check_probe1_value(probe_runs[1], atol=1.0)
 
 
 def test_probe2_value_uses_observation(probe_runs):
-    value, _ = values_and_probs(probe_runs[2], jnp.array([[-1.0], [1.0]]))
-    np.testing.assert_allclose(value, [[-1.0, 1.0]] * 2, atol=0.2)
+    common.check_probe2_value(probe_runs[2], atol=0.2)
 
 
 def test_probe3_value_discounts(probe_runs):
-    value, _ = values_and_probs(probe_runs[3], jnp.array([[0.0], [1.0]]))
-    np.testing.assert_allclose(value, [[0.9, 1.0]] * 2, atol=0.15)
+    common.check_probe3_value(probe_runs[3], atol=0.15)
 
 
 def test_probe4_and_5_learn_the_best_action(probe_runs):
-    _, probs = values_and_probs(probe_runs[4], jnp.zeros((1, 1)))
-    assert (probs[:, 0, 1] > 0.9).all()
-    _, probs = values_and_probs(probe_runs[5], jnp.array([[-1.0], [1.0]]))
-    assert (probs[:, 0, 0] > 0.9).all() and (probs[:, 1, 1] > 0.9).all()
-
-
-def test_metrics_have_update_axis(probe_runs):
-    metrics = probe_runs[4][3]
-    for value in metrics.values():
-        assert value.shape == (2, PROBE_CONFIG.num_updates)
-
-
-@pytest.fixture(scope="module")
-def small_train():
-    env, params = envs.make("gymnax:CartPole-v1")
-    config = ppo.PPOConfig(num_envs=4, rollout_len=16, total_steps=4 * 16 * 3, num_minibatches=2)
-    return ppo.make_train(config, env, params)
-
-
-def test_vmap_over_seeds_equals_single_runs_and_compiles_once(small_train):
-    keys = jax.random.split(jax.random.key(0), 2)
-    hp = ppo.PPOHParams()
-    batched = jax.jit(jax.vmap(small_train, in_axes=(0, None)))(keys, hp)
-    single = jax.jit(chex.assert_max_traces(small_train, n=1))
-    for i in range(2):
-        state, metrics = single(keys[i], hp)
-        expected = jax.tree.map(lambda x, i=i: x[i], (batched[0].params, batched[1]))
-        close = lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-5, atol=2e-6)  # noqa: E731
-        jax.tree.map(close, expected, (state.params, metrics))
-    single(keys[0], hp._replace(lr=1e-3))  # new values, same shapes: no retrace
-
-
-def test_different_seeds_give_different_initial_parameters(small_train):
-    env, params = envs.make("gymnax:CartPole-v1")
-    network = ppo.make_network(ppo.PPOConfig(), env, params)
-    init = lambda k: network.init(k, jnp.zeros((1, 4)))  # noqa: E731
-    a, b = init(jax.random.key(0)), init(jax.random.key(1))
-    kernels = lambda p: [x for x in jax.tree.leaves(p) if x.ndim == 2]  # noqa: E731
-    assert all(not np.allclose(x, y) for x, y in zip(kernels(a), kernels(b), strict=True))
-
-
-def test_hyperparameter_sweep_is_one_vmap(small_train):
-    hps = jax.tree.map(lambda x: jnp.full(2, x), ppo.PPOHParams())
-    hps = hps._replace(lr=jnp.array([1e-4, 1e-3]), clip_eps=jnp.array([0.1, 0.3]))
-    keys = jax.random.split(jax.random.key(0), 2)
-    _, metrics = jax.jit(jax.vmap(small_train))(keys, hps)
-    assert metrics["policy_loss"].shape == (2, 3)
-
-
-def test_continuous_actions_run():
-    env, params = envs.make("gymnax:Pendulum-v1")
-    config = ppo.PPOConfig(num_envs=2, rollout_len=8, total_steps=32, num_minibatches=2)
-    state, metrics = jax.jit(ppo.make_train(config, env, params))(
-        jax.random.key(0), ppo.PPOHParams()
-    )
-    assert np.isfinite(metrics["value_loss"]).all()
-    act = ppo.make_policy(config, env, params, state)
-    action = act(jax.random.key(1), jnp.zeros((3, 3)))
-    assert action.shape == (3, 1)
+    common.check_probe4_and_5_actions(probe_runs[4], probe_runs[5], min_prob=0.9)
 
 
 def test_orthogonal_init_without_lapack():
@@ -193,3 +117,14 @@ def test_recurrent_ppo_trains_under_vmap():
     train = jax.vmap(ppo.make_train(config, env, params), in_axes=(0, None))
     state, metrics = jax.jit(train)(jax.random.split(jax.random.key(0), 8), ppo.PPOHParams())
     assert state.rnn.shape == (8, 4, 8) and np.isfinite(metrics["value_loss"]).all()
+
+    # The trained recurrent policy evaluates with its GRU state threaded through.
+    eval_env, _ = envs.make("gymnax:MemoryChain-bsuite", autoreset=False)
+    seed0 = jax.tree.map(lambda x: x[0], state)
+    act = ppo.make_policy(config, env, params, seed0)
+    carry = jnp.zeros((6, config.gru_size))
+    returns = jax.jit(evaluate, static_argnums=(0, 2, 4, 5))(
+        eval_env, params, act, jax.random.key(2), 6, 200, carry
+    )
+    # MemoryChain pays +1 or -1 once, at the end of the episode.
+    assert returns.shape == (6,) and set(np.asarray(returns).tolist()) <= {-1.0, 1.0}

@@ -1,7 +1,8 @@
-"""TRPO: conjugate gradient, Fisher-vector products, the trust region, the train
-contract, probes, and (slow) CartPole."""
+"""TRPO: conjugate gradient, Fisher-vector products, the trust region, bad configs,
+probes, and (slow) CartPole. The contract every agent keeps is tested in
+test_agent_contract.py."""
 
-import chex
+import agents_common as common
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -119,96 +120,39 @@ def test_bad_hparams_raise():
 
 @pytest.fixture(scope="module")
 def probe_runs():
-    """Train on probes 1, 4 and 5 with 2 vmapped seeds; one compile per probe."""
-    out = {}
-    for index in (1, 4, 5):
-        limit = 8 if index == 1 else 100
-        env, params = envs.make(f"Probe-{index}", max_episode_steps=limit)
-        train = trpo.make_train(PROBE_CONFIG, env, params)
-        keys = jax.random.split(jax.random.key(index), 2)
-        state, metrics = jax.jit(jax.vmap(train, in_axes=(0, None)))(keys, PROBE_HP)
-        out[index] = (env, params, state, metrics)
-    return out
-
-
-def values_and_probs(run, obs):
-    env, params, state, _ = run
-    network = trpo.make_network(PROBE_CONFIG, env, params)
-    dist, value = jax.vmap(network.apply, in_axes=(0, None))(state.params, obs)
-    return np.asarray(value), np.asarray(dist.probs())
+    return common.train_probes(trpo, {i: (i, PROBE_CONFIG) for i in (1, 4, 5)}, PROBE_HP)
 
 
 def test_probe1_value_bootstraps_through_truncation(probe_runs):
-    # reward 1 forever, time limit 8: V = 1 / (1 - 0.9) = 10, not ~ (1 - 0.9^8) / 0.1 = 5.7
-    value, _ = values_and_probs(probe_runs[1], jnp.zeros((1, 1)))
-    np.testing.assert_allclose(value[:, 0], 10.0, atol=1.0)
+    common.check_probe1_value(probe_runs[1], atol=1.0)
 
 
 def test_probe4_and_5_learn_the_best_action(probe_runs):
-    _, probs = values_and_probs(probe_runs[4], jnp.zeros((1, 1)))
-    assert (probs[:, 0, 1] > 0.9).all()
-    _, probs = values_and_probs(probe_runs[5], jnp.array([[-1.0], [1.0]]))
-    assert (probs[:, 0, 0] > 0.9).all() and (probs[:, 1, 1] > 0.9).all()
+    common.check_probe4_and_5_actions(probe_runs[4], probe_runs[5], min_prob=0.9)
 
 
 def test_every_update_stays_in_the_trust_region(probe_runs):
-    metrics = probe_runs[5][3]
+    metrics = probe_runs[5].metrics
     assert metrics["kl"].shape == (2, PROBE_CONFIG.num_updates)
     assert (metrics["kl"] <= PROBE_HP.max_kl + 1e-6).all()
 
 
-@pytest.fixture(scope="module")
-def small_train():
-    env, params = envs.make("gymnax:CartPole-v1")
-    config = trpo.TRPOConfig(num_envs=4, rollout_len=16, total_steps=4 * 16 * 3, vf_minibatches=2)
-    return trpo.make_train(config, env, params)
-
-
-def test_vmap_over_seeds_equals_single_runs_and_compiles_once(small_train):
-    keys = jax.random.split(jax.random.key(0), 2)
-    hp = trpo.TRPOHParams()
-    batched = jax.jit(jax.vmap(small_train, in_axes=(0, None)))(keys, hp)
-    single = jax.jit(chex.assert_max_traces(small_train, n=1))
-    state, metrics = single(keys[0], hp)
-    expected = jax.tree.map(lambda x: x[0], (batched[0].params, batched[1]))
-    close = lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-4, atol=2e-5)  # noqa: E731
-    jax.tree.map(close, expected, (state.params, metrics))
-    single(keys[1], hp._replace(max_kl=0.02))  # new values, same shapes: no retrace
-
-
-def test_only_policy_subtree_takes_the_policy_step(small_train):
-    # With vf_lr ~ 0 the critic stays put; the policy moves.
-    env, params = envs.make("gymnax:CartPole-v1")
-    network = trpo.make_network(trpo.TRPOConfig(), env, params)
-    state, _ = jax.jit(small_train)(jax.random.key(0), trpo.TRPOHParams(vf_lr=1e-30))
-    init = network.init(jax.random.split(jax.random.key(0), 3)[1], jnp.zeros((1, 4)))
-    (pol0, cri0), (pol1, cri1) = trpo.split_params(init), trpo.split_params(state.params)
+def test_only_policy_subtree_takes_the_policy_step(probe_runs):
+    # With vf_lr ~ 0 the critic stays put; the policy moves. Probe-5's compiled train
+    # serves: new hyperparameter values do not recompile.
+    run = probe_runs[5]
+    state, _ = run.train(run.keys, PROBE_HP._replace(vf_lr=1e-30))
+    network = trpo.make_network(PROBE_CONFIG, run.env, run.env_params)
+    # make_train initialises from the second of three keys split from the seed's key.
+    init_key = lambda key: jax.random.split(key, 3)[1]  # noqa: E731
+    init = jax.jit(jax.vmap(lambda key: network.init(init_key(key), jnp.zeros((1, 1)))))
+    (pol0, cri0), (pol1, cri1) = trpo.split_params(init(run.keys)), trpo.split_params(state.params)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), cri0, cri1)
-    assert not np.allclose(ravel_pytree(pol0)[0], ravel_pytree(pol1)[0])
-
-
-def test_continuous_actions_run():
-    env, params = envs.make("gymnax:Pendulum-v1")
-    config = trpo.TRPOConfig(num_envs=2, rollout_len=8, total_steps=32, vf_minibatches=2)
-    state, metrics = jax.jit(trpo.make_train(config, env, params))(
-        jax.random.key(0), trpo.TRPOHParams()
-    )
-    assert np.isfinite(metrics["value_loss"]).all()
-    assert (metrics["kl"] <= 0.01 + 1e-6).all()
-    act = trpo.make_policy(config, env, params, state)
-    action = act(jax.random.key(1), jnp.zeros((3, 3)))
-    assert action.shape == (3, 1)
+    flat = jax.vmap(lambda policy: ravel_pytree(policy)[0])  # per seed
+    for before, after in zip(flat(pol0), flat(pol1), strict=True):
+        assert not np.allclose(before, after)
 
 
 @pytest.mark.slow
 def test_cartpole_learns():
-    env, params = envs.make("gymnax:CartPole-v1")
-    config = trpo.TRPOConfig()
-    train = trpo.make_train(config, env, params)
-    keys = jax.random.split(jax.random.key(0), 8)
-    _, metrics = jax.jit(jax.vmap(train, in_axes=(0, None)))(keys, trpo.TRPOHParams())
-    tail = max(1, config.num_updates // 20)
-    returns = metrics["episode_return_sum"][:, -tail:].sum(1) / metrics["episodes"][:, -tail:].sum(
-        1
-    )
-    assert float(returns.mean()) >= 450, returns
+    assert common.cartpole_final_return(trpo, trpo.TRPOConfig(), trpo.TRPOHParams()) >= 450

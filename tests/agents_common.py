@@ -1,0 +1,102 @@
+"""Helpers the on-policy agent test files share: training on the probe environments
+(``envs/probes.py``) with the checks of what each probe teaches, a state-less toy
+network for loss tests, and the CartPole run of the slow learning tests.
+
+The checks take their thresholds as arguments: each agent's test file keeps its own.
+Every probe run trains with ``gamma = 0.9``, which the expected values below assume.
+"""
+
+from collections.abc import Callable
+from types import ModuleType
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import envs
+from jaxrl.distributions import Categorical
+
+
+class ProbeRun(NamedTuple):
+    agent: ModuleType
+    config: Any
+    env: Any
+    env_params: Any
+    train: Callable  # jitted train over 2 vmapped seeds, hyperparameters shared
+    keys: jax.Array  # [2] the seeds' keys
+    state: Any  # leaves with a leading seed axis
+    metrics: dict[str, jax.Array]  # [2, num_updates]
+
+
+def train_probes(agent: ModuleType, runs: dict, hparams: NamedTuple) -> dict[Any, ProbeRun]:
+    """Train each run with 2 vmapped seeds; one compile per run.
+
+    Args:
+        agent: an agent module (``make_train``, ``make_network``).
+        runs: name -> (probe index, config). Probe-1 is cut by a time limit of 8 steps,
+            the others by 100.
+    """
+    out = {}
+    for name, (index, config) in runs.items():
+        env, params = envs.make(f"Probe-{index}", max_episode_steps=8 if index == 1 else 100)
+        train = jax.jit(jax.vmap(agent.make_train(config, env, params), in_axes=(0, None)))
+        keys = jax.random.split(jax.random.key(index), 2)
+        out[name] = ProbeRun(agent, config, env, params, train, keys, *train(keys, hparams))
+    return out
+
+
+def values_and_probs(run: ProbeRun, obs: jax.Array) -> tuple[np.ndarray, np.ndarray]:
+    """Per seed: ``value [2, B]`` and action ``probs [2, B, A]`` at ``obs [B, 1]``."""
+    network = run.agent.make_network(run.config, run.env, run.env_params)
+    dist, value = jax.vmap(network.apply, in_axes=(0, None))(run.state.params, obs)
+    return np.asarray(value), np.asarray(dist.probs())
+
+
+def check_probe1_value(run: ProbeRun, atol: float) -> None:
+    # reward 1 forever, time limit 8: V = 1 / (1 - 0.9) = 10, not ~ (1 - 0.9^8) / 0.1 = 5.7
+    value, _ = values_and_probs(run, jnp.zeros((1, 1)))
+    np.testing.assert_allclose(value[:, 0], 10.0, atol=atol)
+
+
+def check_probe2_value(run: ProbeRun, atol: float) -> None:
+    # one step, reward = obs: V(obs) = obs
+    value, _ = values_and_probs(run, jnp.array([[-1.0], [1.0]]))
+    np.testing.assert_allclose(value, [[-1.0, 1.0]] * 2, atol=atol)
+
+
+def check_probe3_value(run: ProbeRun, atol: float) -> None:
+    # reward 1 after two steps: V(0) = 0.9, V(1) = 1
+    value, _ = values_and_probs(run, jnp.array([[0.0], [1.0]]))
+    np.testing.assert_allclose(value, [[0.9, 1.0]] * 2, atol=atol)
+
+
+def check_probe4_and_5_actions(run4: ProbeRun, run5: ProbeRun, min_prob: float) -> None:
+    # Probe-4: action 1 is best; Probe-5: the action that matches the observation's sign.
+    _, probs = values_and_probs(run4, jnp.zeros((1, 1)))
+    assert (probs[:, 0, 1] > min_prob).all()
+    _, probs = values_and_probs(run5, jnp.array([[-1.0], [1.0]]))
+    assert (probs[:, 0, 0] > min_prob).all() and (probs[:, 1, 1] > min_prob).all()
+
+
+def toy_apply(params, obs):
+    """A state-less 'network': logits and value are the parameters themselves."""
+    shape = obs.shape[:1]
+    return Categorical(jnp.broadcast_to(params["logits"], (*shape, 2))), jnp.broadcast_to(
+        params["value"], shape
+    )
+
+
+TOY = {"logits": jnp.zeros(2), "value": jnp.array(1.0)}
+
+
+def cartpole_final_return(agent: ModuleType, config: Any, hparams: NamedTuple) -> float:
+    """Train on CartPole-v1 with 8 vmapped seeds; the mean over seeds of (episode
+    return sum / episodes) over the last 5% of updates."""
+    env, params = envs.make("gymnax:CartPole-v1")
+    train = agent.make_train(config, env, params)
+    keys = jax.random.split(jax.random.key(0), 8)
+    _, metrics = jax.jit(jax.vmap(train, in_axes=(0, None)))(keys, hparams)
+    tail = max(1, metrics["episodes"].shape[1] // 20)
+    sums = metrics["episode_return_sum"][:, -tail:].sum(1)
+    return float(np.mean(sums / np.maximum(metrics["episodes"][:, -tail:].sum(1), 1)))

@@ -1,0 +1,191 @@
+"""The contract every agent keeps, one test parametrized over the agents in ``AGENTS``:
+a training run is a pure function of a key (vmap over seeds equals single runs, and
+new hyperparameter values do not retrace), a hyperparameter sweep is one vmap,
+continuous actions train and act, seeds give different initial parameters, and
+metrics have a leading update axis.
+
+What differs between agents (losses, bad-config messages, probes with their
+thresholds, slow learning targets) lives in each agent's own test file.
+"""
+
+import dataclasses
+import functools
+from types import ModuleType, SimpleNamespace
+from typing import Any, NamedTuple
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import envs
+from jaxrl.agents import a2c, ppo, reinforce, trpo
+
+
+class Agent(NamedTuple):
+    """One row of the table: what the contract tests need to know about an agent."""
+
+    module: ModuleType  # make_train, make_policy, make_network
+    config: type
+    hparams: type
+    small: Any  # a config of 3 updates on CartPole (and, with `continuous`, Pendulum)
+    sweep: dict[str, tuple[float, float]]  # hparams swept over two values; the second
+    # values are also the "new values" that must not retrace
+    continuous: dict[str, Any] = {}  # fields of `small` changed for the Pendulum run
+    metrics: tuple[str, ...] = ("policy_loss", "value_loss")  # logged besides episode stats
+    tolerance: tuple[float, float] = (2e-5, 2e-6)  # (rtol, atol): vmapped vs single runs
+    discrete_only: bool = False  # continuous envs must be refused before compiling
+
+
+AGENTS = {
+    "ppo": Agent(
+        ppo,
+        ppo.PPOConfig,
+        ppo.PPOHParams,
+        ppo.PPOConfig(num_envs=4, rollout_len=16, total_steps=4 * 16 * 3, num_minibatches=2),
+        sweep={"lr": (1e-4, 1e-3), "clip_eps": (0.1, 0.3)},
+    ),
+    "a2c": Agent(
+        a2c,
+        a2c.A2CConfig,
+        a2c.A2CHParams,
+        a2c.A2CConfig(num_envs=4, rollout_len=8, total_steps=4 * 8 * 3),
+        sweep={"lr": (1e-4, 1e-3), "gae_lambda": (0.9, 1.0)},
+        continuous={"advantage": "nstep"},
+    ),
+    "reinforce": Agent(
+        reinforce,
+        reinforce.ReinforceConfig,
+        reinforce.ReinforceHParams,
+        reinforce.ReinforceConfig(num_envs=4, rollout_len=8, total_steps=4 * 8 * 3),
+        sweep={"lr": (3e-3, 1e-3), "gamma": (0.99, 0.9)},
+        continuous={"reward_to_go": False},
+    ),
+    "trpo": Agent(
+        trpo,
+        trpo.TRPOConfig,
+        trpo.TRPOHParams,
+        trpo.TRPOConfig(num_envs=4, rollout_len=16, total_steps=4 * 16 * 3, vf_minibatches=2),
+        sweep={"max_kl": (0.01, 0.02), "vf_lr": (1e-3, 3e-3)},
+        metrics=("kl", "value_loss"),
+        # Conjugate gradient and the line search amplify float differences.
+        tolerance=(2e-4, 2e-5),
+    ),
+}
+
+
+@pytest.fixture(scope="module", params=AGENTS.values(), ids=AGENTS.keys())
+def agent(request) -> Agent:
+    return request.param
+
+
+@pytest.fixture(scope="module")
+def cartpole(agent):
+    """The agent's small CartPole train, jitted as one run and vmapped over (seed,
+    hparams) rows, and the vmapped run of 2 seeds with the default hparams. Each may
+    trace once: the tests below share one compile of each.
+
+    The seeds share one row of hparams, stacked, so that this run and the sweep share a
+    compile; each agent's probe runs vmap over seeds with unbatched hparams."""
+    env, params = envs.make("gymnax:CartPole-v1")
+    train = agent.module.make_train(agent.small, env, params)
+    keys = jax.random.split(jax.random.key(0), 2)
+    single, vmapped = jit_once(train), jit_vmap_once(train)
+    hp = agent.hparams()
+    seeds = vmapped(keys, stack(hp, hp))
+    return SimpleNamespace(single=single, vmapped=vmapped, keys=keys, seeds=seeds)
+
+
+# chex counts traces per function source and call stack where it wraps, so these two
+# helpers give the single and the vmapped run of one train separate counters.
+def jit_once(train):
+    return jax.jit(chex.assert_max_traces(train, n=1))
+
+
+def jit_vmap_once(train):
+    return jax.jit(jax.vmap(chex.assert_max_traces(train, n=1)))
+
+
+def sweep_row(agent: Agent, row: int) -> NamedTuple:
+    return agent.hparams()._replace(**{name: pair[row] for name, pair in agent.sweep.items()})
+
+
+def stack(*rows: NamedTuple) -> NamedTuple:
+    return jax.tree.map(lambda *values: jnp.array(values), *rows)
+
+
+def check_rows_equal_single_runs(agent, cartpole, rows: list, state, metrics) -> None:
+    """Row i of a vmapped run equals the single run of key i with hparams ``rows[i]``."""
+    rtol, atol = agent.tolerance
+    close = lambda a, b: np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)  # noqa: E731
+    for i, hp in enumerate(rows):
+        single_state, single_metrics = cartpole.single(cartpole.keys[i], hp)
+        expected = jax.tree.map(lambda x, i=i: x[i], (state.params, metrics))
+        jax.tree.map(close, expected, (single_state.params, single_metrics))
+
+
+def check_metrics(agent: Agent, metrics: dict) -> None:
+    """The agent's metrics are there, each with a seed and an update axis."""
+    assert {"episode_return_sum", "episodes", *agent.metrics} <= set(metrics)
+    for value in metrics.values():
+        assert value.shape == (2, agent.small.num_updates)
+
+
+def test_vmap_over_seeds_equals_single_runs_and_compiles_once(agent, cartpole):
+    hp = agent.hparams()
+    check_rows_equal_single_runs(agent, cartpole, [hp, hp], *cartpole.seeds)
+    # New values, same shapes: no retrace.
+    cartpole.single(cartpole.keys[0], sweep_row(agent, 1))
+
+
+def test_metrics_have_update_axis(agent, cartpole):
+    check_metrics(agent, cartpole.seeds[1])
+
+
+def test_hyperparameter_sweep_is_one_vmap(agent, cartpole):
+    # in_axes=(0, 0): one row of hparams per seed; new values do not retrace.
+    rows = [sweep_row(agent, 0), sweep_row(agent, 1)]
+    state, metrics = cartpole.vmapped(cartpole.keys, stack(*rows))
+    check_metrics(agent, metrics)
+    check_rows_equal_single_runs(agent, cartpole, rows, state, metrics)
+
+
+def test_policy_acts_on_discrete_env(agent, cartpole):
+    env, params = envs.make("gymnax:CartPole-v1")
+    state = jax.tree.map(lambda x: x[0], cartpole.seeds[0])
+    act = agent.module.make_policy(agent.small, env, params, state)
+    action = act(jax.random.key(1), jnp.zeros((3, 4)))
+    assert action.shape == (3,) and ((action >= 0) & (action < 2)).all()
+
+
+def test_continuous_actions_run(agent):
+    env, params = envs.make("gymnax:Pendulum-v1")
+    config = dataclasses.replace(agent.small, **agent.continuous)
+    hp = agent.hparams()
+    if agent.discrete_only:
+        with pytest.raises(ValueError, match="needs a Discrete action space"):
+            agent.module.make_train(config, env, params)
+        return
+    state, metrics = jax.jit(agent.module.make_train(config, env, params))(jax.random.key(0), hp)
+    for value in metrics.values():
+        assert np.isfinite(value).all()
+    if "max_kl" in hp._fields:  # a trust region holds for Gaussian policies too
+        assert (metrics["kl"] <= hp.max_kl + 1e-6).all()
+    act = agent.module.make_policy(config, env, params, state)
+    assert act(jax.random.key(1), jnp.zeros((3, 3))).shape == (3, 1)
+
+
+@functools.partial(jax.jit, static_argnums=0)
+def cartpole_init(network, key):
+    # Networks are static: equal ones (the agents' defaults are) share one compile.
+    return network.init(key, jnp.zeros((1, 4)))
+
+
+def test_different_seeds_give_different_initial_parameters(agent):
+    env, params = envs.make("gymnax:CartPole-v1")
+    network = agent.module.make_network(agent.config(), env, params)
+    a, b = cartpole_init(network, jax.random.key(0)), cartpole_init(network, jax.random.key(1))
+    kernels = lambda p: [x for x in jax.tree.leaves(p) if x.ndim == 2]  # noqa: E731
+    assert kernels(a)
+    assert all(not np.allclose(x, y) for x, y in zip(kernels(a), kernels(b), strict=True))
