@@ -7,6 +7,7 @@ import pytest
 
 import envs
 from jaxrl.agents import ppo
+from jaxrl.evaluate import evaluate
 from jaxrl.experiment import final_returns
 
 pytestmark = pytest.mark.slow
@@ -56,3 +57,30 @@ def test_ppo_continuous_pendulum_1m():
     hp = ppo.PPOHParams(lr=1e-3, gamma=0.95, ent_coef=0.0)
     _, _, returns = train_seeds("gymnax:Pendulum-v1", config, hp)
     assert returns.mean() >= -300, returns
+
+
+def test_ppo_brax_inverted_pendulum_1m():
+    # Spring physics (the fastest Brax backend to compile); the greedy policy of every
+    # seed is evaluated on 8 full episodes (1000 steps at most, reward 1 per step).
+    config = ppo.PPOConfig(
+        num_envs=64,
+        rollout_len=64,
+        total_steps=1_000_000,
+        num_epochs=4,
+        num_minibatches=8,
+        normalize_obs=True,
+        normalize_reward=True,
+    )
+    hp = ppo.PPOHParams(lr=1e-3, gamma=0.99, ent_coef=0.0)
+    env, params = envs.make("brax:inverted_pendulum", backend="spring")
+    eval_env, _ = envs.make("brax:inverted_pendulum", backend="spring", autoreset=False)
+    train = ppo.make_train(config, env, params)
+
+    def train_and_evaluate(key):
+        state, metrics = train(key, hp)
+        act = ppo.make_policy(config, env, params, state)
+        return metrics, evaluate(eval_env, params, act, jax.random.key(1), 8, 1000).mean()
+
+    keys = jax.random.split(jax.random.key(0), 8)
+    metrics, evals = jax.jit(jax.vmap(train_and_evaluate))(keys)
+    assert evals.mean() >= 900, (evals, final_returns(metrics))
