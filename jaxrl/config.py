@@ -44,6 +44,13 @@ HPARAM_RANGES: dict[str, tuple[float, float | None, bool, bool]] = {
     "max_grad_norm": (0, None, True, False),
     "max_kl": (0, None, True, False),
     "damping": (0, None, False, False),
+    "tau": (0, 1, True, False),
+    "td_lambda": (0, 1, False, False),
+    "eps_start": (0, 1, False, False),
+    "eps_end": (0, 1, False, False),
+    "eps_decay_fraction": (0, 1, True, False),
+    "huber_delta": (0, None, True, False),
+    "priority_beta": (0, 1, False, False),
 }
 """The allowed range of every hyperparameter name any agent uses, written once."""
 
@@ -158,6 +165,34 @@ def actor_critic(owner: str, config: Any, env: Environment, env_params: Any, gru
         torso_kind=config.torso,
         obs_ndim=obs_ndim(env, env_params),
         gru_size=gru_size,
+    )
+
+
+def q_network(
+    owner: str,
+    config: Any,
+    env: Environment,
+    env_params: Any,
+    dueling: bool = False,
+    layer_norm: bool = False,
+):
+    """The ``QNetwork`` for ``env``'s discrete actions from a config's ``hidden_sizes``,
+    ``activation`` and ``torso`` fields (shared by every value-based agent)."""
+    from jaxrl.networks import QNetwork
+
+    spec = action_spec(owner, env, env_params)
+    if not spec.discrete:
+        raise ValueError(
+            f"{owner} needs a Discrete action space; use SAC or TD3 for continuous actions"
+        )
+    return QNetwork(
+        num_actions=spec.dim,
+        hidden_sizes=config.hidden_sizes,
+        activation=config.activation,
+        torso_kind=config.torso,
+        obs_ndim=obs_ndim(env, env_params),
+        dueling=dueling,
+        layer_norm=layer_norm,
     )
 
 

@@ -181,6 +181,25 @@ class QHead(nn.Module):
         return value + advantage - advantage.mean(axis=-1, keepdims=True)
 
 
+class QNetwork(nn.Module):
+    """Q-values of every discrete action: a torso (optionally with LayerNorm, as
+    PQN needs) and a ``QHead``. ``apply(params, obs [..., *obs_shape]) -> q [..., A]``."""
+
+    num_actions: int
+    hidden_sizes: Sequence[int] = (64, 64)
+    activation: Activation = "relu"
+    torso_kind: str = "mlp"
+    obs_ndim: int = 1
+    dueling: bool = False
+    layer_norm: bool = False
+
+    @nn.compact
+    def __call__(self, obs: jax.Array) -> jax.Array:
+        kind, sizes, act = self.torso_kind, self.hidden_sizes, self.activation
+        x = torso(kind, sizes, act, self.obs_ndim, self.layer_norm)(obs)
+        return QHead(self.num_actions, self.dueling)(x)
+
+
 class ResettingGRU(nn.Module):
     """A GRU over a time-major sequence that restarts its hidden state where ``reset`` is true.
 
@@ -224,12 +243,17 @@ class _ResetCell(nn.Module):
 
 
 def torso(
-    kind: str, hidden_sizes: Sequence[int], activation: Activation, obs_ndim: int
+    kind: str,
+    hidden_sizes: Sequence[int],
+    activation: Activation,
+    obs_ndim: int,
+    layer_norm: bool = False,
 ) -> nn.Module:
-    """``"mlp"`` (flattens ``obs_ndim`` trailing axes) or ``"cnn"`` (for (H, W, C) images)."""
+    """``"mlp"`` (flattens ``obs_ndim`` trailing axes; optional LayerNorm after each
+    hidden layer) or ``"cnn"`` (for (H, W, C) images)."""
     if kind == "cnn":
         return CNN(dense_size=hidden_sizes[-1] if hidden_sizes else 128)
-    return MLP(hidden_sizes, activation, obs_ndim=obs_ndim)
+    return MLP(hidden_sizes, activation, layer_norm, obs_ndim)
 
 
 class ActorCritic(nn.Module):

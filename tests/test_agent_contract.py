@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import envs
-from jaxrl.agents import a2c, ppo, reinforce, trpo
+from jaxrl.agents import a2c, dqn, ppo, reinforce, trpo
 
 
 class Agent(NamedTuple):
@@ -71,6 +71,23 @@ AGENTS = {
         metrics=("kl", "value_loss"),
         # Conjugate gradient and the line search amplify float differences.
         tolerance=(2e-4, 2e-5),
+    ),
+    "dqn": Agent(
+        dqn,
+        dqn.DQNConfig,
+        dqn.DQNHParams,
+        dqn.DQNConfig(
+            num_envs=4,
+            rollout_len=8,
+            total_steps=4 * 8 * 3,
+            learning_starts=32,
+            buffer_size=64,
+            minibatch_size=16,
+            target_update_every=2,
+        ),
+        sweep={"lr": (1e-4, 1e-3), "tau": (1.0, 0.5)},
+        metrics=("td_abs", "q_mean", "epsilon"),
+        discrete_only=True,
     ),
 }
 

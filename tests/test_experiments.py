@@ -18,6 +18,10 @@ SMALL = {
     "trpo": ["--num-envs", "4", "--rollout-len", "16", "--total-steps", "2048"],
     "a2c": ["--num-envs", "4", "--rollout-len", "16", "--total-steps", "2048"],
     "reinforce": ["--num-envs", "4", "--rollout-len", "16", "--total-steps", "2048"],
+    "dqn": [
+        "--num-envs", "4", "--rollout-len", "16", "--total-steps", "2048",
+        "--learning-starts", "256", "--buffer-size", "512", "--minibatch-size", "32",
+    ],
 }  # fmt: skip
 
 

@@ -1,0 +1,38 @@
+"""Epsilon-greedy exploration for the value-based agents (DQN, PQN, SARSA): the
+action choice and the linear decay schedule, written once.
+
+The schedule reads ``eps_start``, ``eps_end`` and ``eps_decay_fraction`` from the
+agent's traced hyperparameters, so sweeps over them are a ``vmap``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+
+def epsilon_greedy(key: jax.Array, q: jax.Array, eps: jax.Array | float) -> jax.Array:
+    """Argmax of ``q [..., A]``, replaced by a uniform action with probability ``eps``."""
+    explore_key, action_key = jax.random.split(key)
+    greedy = jnp.argmax(q, axis=-1)
+    uniform = jax.random.randint(action_key, greedy.shape, 0, q.shape[-1])
+    return jnp.where(jax.random.uniform(explore_key, greedy.shape) < eps, uniform, greedy)
+
+
+def linear_epsilon(hp: Any, env_steps: jax.Array, total_steps: int) -> jax.Array:
+    """Linear decay from ``hp.eps_start`` to ``hp.eps_end`` over the first
+    ``hp.eps_decay_fraction * total_steps`` env steps, then constant."""
+    frac = jnp.clip(env_steps / (hp.eps_decay_fraction * total_steps), 0.0, 1.0)
+    return hp.eps_start + frac * (hp.eps_end - hp.eps_start)
+
+
+def q_policy(network: Any, params: Any, eps: float):
+    """``act(key, obs [N, ...]) -> action`` of a trained Q-network, epsilon-greedy
+    (``eps = 0``: greedy)."""
+
+    def act(key: jax.Array, obs: jax.Array) -> jax.Array:
+        return epsilon_greedy(key, network.apply(params, obs), eps)
+
+    return act

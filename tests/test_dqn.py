@@ -1,0 +1,200 @@
+"""DQN: targets on hand-made inputs, bad input, replay, and probes."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import envs
+from jaxrl import replay
+from jaxrl.agents import dqn
+from jaxrl.exploration import linear_epsilon
+from jaxrl.rollout import Transition
+
+PROBE_CONFIG = dqn.DQNConfig(
+    num_envs=8,
+    total_steps=8 * 2500,
+    learning_starts=400,
+    buffer_size=2000,
+    minibatch_size=64,
+    target_update_every=5,
+    hidden_sizes=(32,),
+)
+PROBE_HP = dqn.DQNHParams(lr=1e-2, gamma=0.9, eps_decay_fraction=0.3)
+
+
+def sequences(reward, terminated, truncated):
+    """A time-major ``replay.Experience`` of ``[n, B]`` flags (observations unused)."""
+    shape = np.shape(reward)
+    zeros = jnp.zeros((*shape, 1))
+    return replay.Experience(
+        zeros,
+        jnp.zeros(shape, jnp.int32),
+        jnp.asarray(reward, jnp.float32),
+        jnp.asarray(terminated, bool),
+        jnp.asarray(truncated, bool),
+        zeros,
+    )
+
+
+def test_targets_max_and_double_on_hand_made_q_values():
+    seq = sequences([[1.0, 1.0]], [[False, True]], [[False, False]])
+    q_target = jnp.array([[[2.0, 5.0], [2.0, 5.0]]])  # [n=1, B=2, A=2]
+    q_online = jnp.array([[[3.0, 1.0], [3.0, 1.0]]])  # online argmax is action 0
+    # max: 1 + 0.5 * 5; terminated: 1 (no bootstrap).
+    got = dqn.q_targets(None, q_target, seq, 0.5, 1, double=False)
+    np.testing.assert_allclose(got, [3.5, 1.0])
+    # double: the target network's value of the online argmax, 2.
+    got = dqn.q_targets(q_online, q_target, seq, 0.5, 1, double=True)
+    np.testing.assert_allclose(got, [2.0, 1.0])
+
+
+def test_n_step_targets_stop_at_episode_ends():
+    # Three sequences of 3 steps, gamma 0.5, rewards 1, bootstrap values 10, 20, 30.
+    reward = np.ones((3, 3))
+    terminated = np.zeros((3, 3), bool)
+    truncated = np.zeros((3, 3), bool)
+    terminated[1, 1] = True  # sequence 1 terminates at its second step
+    truncated[0, 2] = True  # sequence 2 is cut by the time limit at its first step
+    q_next = jnp.broadcast_to(jnp.array([10.0, 20.0, 30.0])[:, None, None], (3, 3, 1))
+    got = dqn.q_targets(None, q_next, sequences(reward, terminated, truncated), 0.5, 3, False)
+    want = [
+        1 + 0.5 + 0.25 + 0.125 * 30,  # full 3-step return, bootstrapped at the last step
+        1 + 0.5,  # terminated at step 1: no bootstrap
+        1 + 0.5 * 10,  # truncated at step 0: bootstrap from its own next observation
+    ]
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_epsilon_schedule():
+    hp = dqn.DQNHParams(eps_start=1.0, eps_end=0.1, eps_decay_fraction=0.5)
+    got = [float(linear_epsilon(hp, jnp.float32(s), 1000)) for s in (0, 250, 500, 900)]
+    np.testing.assert_allclose(got, [1.0, 0.55, 0.1, 0.1], rtol=1e-6)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"buffer_size": 64, "minibatch_size": 128}, "buffer_size=64 is smaller than minibatch"),
+        ({"learning_starts": 500_000}, "learning_starts=500000 is not allowed"),
+        ({"learning_starts": -1}, "learning_starts=-1 is not allowed"),
+        ({"total_steps": 1000, "learning_starts": 995}, "leave at least one update"),
+        ({"n_step": 0}, "n_step=0 is not allowed"),
+        ({"loss": "l1"}, "loss='l1' is not allowed"),
+        ({"priority_exponent": 1.5}, "priority_exponent=1.5 is not allowed"),
+        ({"normalize_obs": True}, "normalize_obs=True is not supported"),
+    ],
+)
+def test_bad_configs_raise_before_compiling(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        dqn.DQNConfig(**kwargs)
+
+
+@pytest.mark.parametrize("tau", [0.0, 1.5])
+def test_tau_outside_unit_interval_raises(tau):
+    with pytest.raises(ValueError, match=f"DQNHParams.tau={tau} is not allowed"):
+        dqn.DQNHParams(tau=tau).validate()
+
+
+def test_continuous_env_raises():
+    env, params = envs.make("gymnax:Pendulum-v1")
+    with pytest.raises(ValueError, match="DQN needs a Discrete action space"):
+        dqn.make_train(dqn.DQNConfig(), env, params)
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["uniform", "prioritised"])
+def probe_runs(request):
+    """Probes 1-5, two seeds each, in one compiled call per probe."""
+    from dataclasses import replace
+
+    config = replace(PROBE_CONFIG, prioritised=request.param)
+    out = {}
+    for index in range(1, 6):
+        overrides = {"max_episode_steps": 8} if index == 1 else {}
+        env, params = envs.make(f"Probe-{index}", **overrides)
+        train = jax.vmap(dqn.make_train(config, env, params), in_axes=(0, None))
+        state, metrics = jax.jit(train)(jax.random.split(jax.random.key(index), 2), PROBE_HP)
+        out[index] = (dqn.make_network(config, env, params), state, metrics)
+    return out
+
+
+def q_values(run, obs):
+    network, state, _ = run
+    return np.asarray(jax.vmap(network.apply, in_axes=(0, None))(state.params, obs))
+
+
+def test_probe1_bootstraps_through_truncation(probe_runs):
+    # reward 1 forever, time limit 8: Q = 1 / (1 - 0.9) = 10, not ~5.7 as if terminal
+    q = q_values(probe_runs[1], jnp.zeros((1, 1)))
+    np.testing.assert_allclose(q[:, 0, 0], 10.0, atol=1.0)
+
+
+def test_probe2_and_3_values(probe_runs):
+    q = q_values(probe_runs[2], jnp.array([[-1.0], [1.0]]))
+    np.testing.assert_allclose(q[..., 0], [[-1.0, 1.0]] * 2, atol=0.2)
+    q = q_values(probe_runs[3], jnp.array([[0.0], [1.0]]))
+    np.testing.assert_allclose(q[..., 0], [[0.9, 1.0]] * 2, atol=0.15)
+
+
+def test_probe4_and_5_greedy_action(probe_runs):
+    q = q_values(probe_runs[4], jnp.zeros((1, 1)))
+    assert (q[:, 0, 1] > q[:, 0, 0]).all()
+    q = q_values(probe_runs[5], jnp.array([[-1.0], [1.0]]))
+    assert (q[:, 0, 0] > q[:, 0, 1]).all() and (q[:, 1, 1] > q[:, 1, 0]).all()
+
+
+def test_metrics_and_learning_start(probe_runs):
+    _, _, metrics = probe_runs[4]
+    assert metrics["q_mean"].shape == (2, PROBE_CONFIG.num_updates)
+    first_learning = PROBE_CONFIG.first_learning_update
+    assert first_learning == 50  # 400 steps of 8 envs
+    assert (metrics["td_abs"][:, :first_learning] == 0).all()
+    assert (metrics["td_abs"][:, first_learning:] > 0).all()
+
+
+def fake_rollout(num_steps, num_envs):
+    """A rollout whose observation is (step, env), episodes ending every 4 steps."""
+    t = jnp.broadcast_to(jnp.arange(num_steps, dtype=jnp.float32)[:, None], (num_steps, num_envs))
+    env_id = jnp.broadcast_to(jnp.arange(num_envs, dtype=jnp.float32), (num_steps, num_envs))
+    obs = jnp.stack([t, env_id], axis=-1)
+    done = jnp.broadcast_to((jnp.arange(num_steps) % 4 == 3)[:, None], (num_steps, num_envs))
+    zeros = jnp.zeros((num_steps, num_envs))
+    return Transition(
+        obs=obs, first=zeros.astype(bool), action=zeros.astype(jnp.int32), reward=t,
+        terminated=done, truncated=zeros.astype(bool), next_obs=obs.at[..., 0].add(1.0),
+        extras=None, episode_return=zeros, episode_done=done,
+    )  # fmt: skip
+
+
+ONE_STEP = jax.tree.map(lambda x: x[0, 0], replay.experience(fake_rollout(1, 1)))
+
+
+def test_replay_samples_consecutive_steps_of_one_env():
+    buffer = replay.Replay(num_envs=3, capacity=60, batch_size=32, sequence_length=3)
+    state = buffer.init(ONE_STEP)
+    state = jax.jit(buffer.add)(state, fake_rollout(12, 3))
+    sample = jax.jit(buffer.sample)(state, jax.random.key(0)).experience
+    assert sample.obs.shape == (32, 3, 2)
+    steps, envs_ = np.asarray(sample.obs[..., 0]), np.asarray(sample.obs[..., 1])
+    np.testing.assert_array_equal(np.diff(steps, axis=1), 1.0)  # consecutive in time
+    assert (envs_ == envs_[:, :1]).all()  # one env per sequence
+    np.testing.assert_array_equal(sample.next_obs[..., 0], steps + 1.0)
+
+
+def test_prioritised_replay_favours_large_errors_and_corrects_for_it():
+    buffer = replay.Replay(num_envs=1, capacity=8, batch_size=256, prioritised=True,
+                           priority_exponent=1.0)  # fmt: skip
+    state = buffer.init(ONE_STEP)
+    state = buffer.add(state, fake_rollout(8, 1))
+    sample = buffer.sample(state, jax.random.key(0))
+    # Step 5 gets a TD error 9x the others': with alpha = 1 it is sampled 9/16 of the time.
+    td = jnp.where(sample.indices == 5, 9.0, 1.0)
+    state = buffer.update_priorities(state, sample, td)
+    sample = buffer.sample(state, jax.random.key(1))
+    share = float(np.mean(np.asarray(sample.experience.obs[:, 0, 0]) == 5.0))
+    assert abs(share - 9 / 16) < 0.1, share
+    # Importance weights (1/P)^beta, largest 1: the favoured item weighs (1/9)^beta.
+    weights = np.asarray(buffer.importance_weights(sample, 0.5))
+    favoured = np.asarray(sample.experience.obs[:, 0, 0]) == 5.0
+    np.testing.assert_allclose(weights[~favoured], 1.0, rtol=1e-5)
+    np.testing.assert_allclose(weights[favoured], (1 / 9) ** 0.5, rtol=1e-4)
