@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import envs
-from jaxrl.agents import a2c, dqn, ppo, reinforce, trpo
+from jaxrl.agents import a2c, dqn, ppo, pqn, reinforce, trpo
 
 
 class Agent(NamedTuple):
@@ -87,6 +87,15 @@ AGENTS = {
         ),
         sweep={"lr": (1e-4, 1e-3), "tau": (1.0, 0.5)},
         metrics=("td_abs", "q_mean", "epsilon"),
+        discrete_only=True,
+    ),
+    "pqn": Agent(
+        pqn,
+        pqn.PQNConfig,
+        pqn.PQNHParams,
+        pqn.PQNConfig(num_envs=4, rollout_len=8, total_steps=4 * 8 * 3, num_minibatches=2),
+        sweep={"lr": (1e-4, 1e-3), "td_lambda": (0.9, 0.5)},
+        metrics=("loss", "q_mean", "epsilon"),
         discrete_only=True,
     ),
 }

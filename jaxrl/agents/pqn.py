@@ -1,0 +1,184 @@
+"""Parallel Q-learning, PQN (Gallici et al. 2024, "Simplifying Deep Temporal
+Difference Learning"): Q-learning without replay buffer or target network,
+stabilised by LayerNorm and made sample-rich by many vectorized envs.
+
+One update: every env takes ``rollout_len`` epsilon-greedy steps; Q(λ) targets
+``G_t = r_t + γ((1 - λ) max_a Q(s_{t+1}, a) + λ G_{t+1})`` are computed once
+with the current network (``returns.lambda_returns`` on ``max_a Q`` of each
+step's pre-reset next observation); then ``num_epochs`` passes of
+``num_minibatches`` squared-error regressions of ``Q(s_t, a_t)`` on them.
+
+Defaults (mean final return 498.7 over 8 seeds on CartPole-v1 in 524k steps)
+follow rejax's CartPole configuration with 32 envs x 64 steps and linear
+learning-rate decay; rejax's own 16 x 128 without decay gave 442.
+
+Deviations from the paper: Adam (the shared optimizer factory) where the paper
+uses RAdam; truncated episodes bootstrap from ``max_a Q(final_obs)`` instead of
+being treated as terminal.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any, Literal, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from jaxrl import config as C
+from jaxrl import minibatch, progress, returns, rollout
+from jaxrl.exploration import epsilon_greedy, linear_epsilon, q_policy
+from jaxrl.optim import make_optimizer
+
+
+@dataclasses.dataclass(frozen=True)
+class PQNConfig(C.AgentConfig):
+    num_envs: int = 32
+    """Parallel environments per seed."""
+    rollout_len: int = 64
+    """Steps per environment between updates."""
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """Torso layer sizes."""
+    activation: Literal["tanh", "relu", "gelu", "silu"] = "relu"
+    """Hidden-layer nonlinearity."""
+    num_epochs: int = 5
+    """Passes over each rollout."""
+    num_minibatches: int = 16
+    """Minibatches per epoch; must divide num_envs * rollout_len."""
+    layer_norm: bool = True
+    """LayerNorm after each hidden layer (what keeps PQN stable without a target network)."""
+    anneal_lr: bool = True
+    """Decay the learning rate linearly to 0 over training."""
+
+    def check(self):
+        C.check_positive(
+            "PQNConfig", num_epochs=self.num_epochs, num_minibatches=self.num_minibatches
+        )
+        self.check_divides("num_minibatches", self.batch_size, "num_envs * rollout_len")
+        if self.normalize_obs:
+            raise ValueError(
+                "PQNConfig.normalize_obs=True is not supported: the Q(lambda) targets are "
+                "computed before the update, with the statistics of the rollout"
+            )
+
+
+class PQNHParams(NamedTuple):
+    """Traced hyperparameters: ``vmap`` over them to sweep in one compile."""
+
+    lr: float = 3e-4
+    """Adam learning rate (decayed linearly to 0 if anneal_lr)."""
+    gamma: float = 0.99
+    """Discount factor, in [0, 1]."""
+    td_lambda: float = 0.9
+    """Lambda of the Q(lambda) targets, in [0, 1] (0: one-step Q-learning)."""
+    eps_start: float = 1.0
+    """Exploration rate at the start, in [0, 1]."""
+    eps_end: float = 0.05
+    """Exploration rate after the decay, in [0, 1]."""
+    eps_decay_fraction: float = 0.5
+    """Fraction of training over which epsilon decays linearly, in (0, 1]."""
+    max_grad_norm: float = 10.0
+    """Global-norm gradient clip."""
+
+    def validate(self) -> PQNHParams:
+        return C.check_hparams(self)
+
+
+class PQNState(NamedTuple):
+    params: Any
+    opt_state: Any
+    env: rollout.EnvCarry
+    key: jax.Array
+
+
+class Batch(NamedTuple):
+    obs: Any
+    action: jax.Array
+    target: jax.Array
+
+
+def pqn_loss(
+    params: Any, apply_fn: Callable, batch: Batch
+) -> tuple[jax.Array, dict[str, jax.Array]]:
+    """``0.5 * mean((Q(s, a) - G)^2)`` with the Q(lambda) targets ``G`` held fixed."""
+    q = apply_fn(params, batch.obs)
+    q_taken = jnp.take_along_axis(q, batch.action[..., None], axis=-1)[..., 0]
+    loss = 0.5 * jnp.square(q_taken - jax.lax.stop_gradient(batch.target)).mean()
+    return loss, {"loss": loss, "q_mean": q_taken.mean()}
+
+
+def make_network(config: PQNConfig, env: Any, env_params: Any):
+    return C.q_network("PQN", config, env, env_params, layer_norm=config.layer_norm)
+
+
+def make_train(config: PQNConfig, env: Any, env_params: Any):
+    """``train(key, hparams) -> (PQNState, metrics)``; metrics have a leading update axis."""
+    network = make_network(config, env, env_params)
+    venv = C.batched_env(env, config.num_envs, config.max_resets, continuous=False)
+    obs_shape = venv.observation_space(env_params).shape
+    sgd_steps = config.num_updates * config.num_epochs * config.num_minibatches
+
+    def train(key: jax.Array, hp: PQNHParams) -> tuple[PQNState, dict[str, jax.Array]]:
+        hp.validate()
+        tx = make_optimizer(
+            hp.lr, hp.max_grad_norm, decay_steps=sgd_steps if config.anneal_lr else None
+        )
+        key, init_key, env_key = jax.random.split(key, 3)
+        params = network.init(init_key, jnp.zeros((1, *obs_shape), jnp.float32))
+        env_carry = rollout.init_carry(venv, env_params, env_key, False, False)
+        state = PQNState(params, tx.init(params), env_carry, key)
+
+        def update_step(state: PQNState, update: jax.Array):
+            key, rollout_key, epoch_key = jax.random.split(state.key, 3)
+            eps = linear_epsilon(hp, update * config.batch_size, config.total_steps)
+
+            def act(key, obs, first, carry):
+                return epsilon_greedy(key, network.apply(state.params, obs), eps), None, carry
+
+            # 1. collect epsilon-greedy steps
+            env_carry, _, traj = rollout.collect(
+                venv, env_params, act, rollout_key, state.env, config.rollout_len
+            )
+            # 2. bootstrap from max_a Q of the pre-reset next observations
+            v_next = network.apply(state.params, traj.next_obs).max(axis=-1)
+            # 3. Q(lambda) targets
+            target = returns.lambda_returns(
+                traj.reward, traj.terminated, traj.truncated, v_next, hp.gamma, hp.td_lambda
+            )
+            batch = Batch(traj.obs, traj.action, target)
+
+            # 4. epochs of minibatch regressions
+            def sgd_step(carry, mb):
+                params, opt_state = carry
+                grads, stats = jax.grad(pqn_loss, has_aux=True)(params, network.apply, mb)
+                updates, opt_state = tx.update(grads, opt_state, params)
+                return (optax.apply_updates(params, updates), opt_state), stats
+
+            def epoch(carry, key):
+                mbs = minibatch.shuffle_minibatches(key, batch, config.num_minibatches, 2)
+                return jax.lax.scan(sgd_step, carry, mbs)
+
+            (params, opt_state), stats = jax.lax.scan(
+                epoch,
+                (state.params, state.opt_state),
+                jax.random.split(epoch_key, config.num_epochs),
+            )
+            metrics = (
+                jax.tree.map(jnp.mean, stats) | {"epsilon": eps} | rollout.episode_metrics(traj)
+            )
+            return PQNState(params, opt_state, env_carry, key), metrics
+
+        return progress.scan_updates(update_step, state, config.num_updates)
+
+    return train
+
+
+def make_policy(
+    config: PQNConfig, env: Any, env_params: Any, state: PQNState, deterministic: bool = True
+):
+    """``act(key, obs [N, ...]) -> action``: greedy in Q, or epsilon-greedy with the
+    default ``eps_end`` when not ``deterministic``."""
+    network = make_network(config, env, env_params)
+    return q_policy(network, state.params, 0.0 if deterministic else PQNHParams().eps_end)
