@@ -22,6 +22,8 @@ SMALL = {
         "--num-envs", "4", "--rollout-len", "16", "--total-steps", "2048",
         "--learning-starts", "256", "--buffer-size", "512", "--minibatch-size", "32",
     ],
+    "pqn": ["--num-envs", "4", "--rollout-len", "16", "--total-steps", "2048",
+            "--num-minibatches", "4"],
 }  # fmt: skip
 
 
