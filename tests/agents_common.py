@@ -1,6 +1,9 @@
-"""Helpers the on-policy agent test files share: training on the probe environments
+"""Helpers the agent test files share: training on the probe environments
 (``envs/probes.py``) with the checks of what each probe teaches, a state-less toy
 network for loss tests, and the CartPole run of the slow learning tests.
+
+Actor-critics are read as (V, pi); Q-learners as (max_a Q, the greedy policy),
+so the same checks serve both.
 
 The checks take their thresholds as arguments: each agent's test file keeps its own.
 Every probe run trains with ``gamma = 0.9``, which the expected values below assume.
@@ -47,10 +50,15 @@ def train_probes(agent: ModuleType, runs: dict, hparams: NamedTuple) -> dict[Any
 
 
 def values_and_probs(run: ProbeRun, obs: jax.Array) -> tuple[np.ndarray, np.ndarray]:
-    """Per seed: ``value [2, B]`` and action ``probs [2, B, A]`` at ``obs [B, 1]``."""
+    """Per seed: ``value [2, B]`` and action ``probs [2, B, A]`` at ``obs [B, 1]``
+    (for a Q-network: ``max_a Q`` and the greedy policy)."""
     network = run.agent.make_network(run.config, run.env, run.env_params)
-    dist, value = jax.vmap(network.apply, in_axes=(0, None))(run.state.params, obs)
-    return np.asarray(value), np.asarray(dist.probs())
+    out = jax.vmap(network.apply, in_axes=(0, None))(run.state.params, obs)
+    if isinstance(out, tuple):
+        dist, value = out
+        return np.asarray(value), np.asarray(dist.probs())
+    q = np.asarray(out)
+    return q.max(-1), np.eye(q.shape[-1])[q.argmax(-1)]
 
 
 def check_probe1_value(run: ProbeRun, atol: float) -> None:

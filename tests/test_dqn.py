@@ -1,5 +1,8 @@
 """DQN: targets on hand-made inputs, bad input, replay, and probes."""
 
+from dataclasses import replace
+
+import agents_common as common
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -102,49 +105,28 @@ def test_continuous_env_raises():
         dqn.make_train(dqn.DQNConfig(), env, params)
 
 
-@pytest.fixture(scope="module", params=[False, True], ids=["uniform", "prioritised"])
-def probe_runs(request):
-    """Probes 1-5, two seeds each, in one compiled call per probe."""
-    from dataclasses import replace
-
-    config = replace(PROBE_CONFIG, prioritised=request.param)
-    out = {}
-    for index in range(1, 6):
-        overrides = {"max_episode_steps": 8} if index == 1 else {}
-        env, params = envs.make(f"Probe-{index}", **overrides)
-        train = jax.vmap(dqn.make_train(config, env, params), in_axes=(0, None))
-        state, metrics = jax.jit(train)(jax.random.split(jax.random.key(index), 2), PROBE_HP)
-        out[index] = (dqn.make_network(config, env, params), state, metrics)
-    return out
+@pytest.fixture(scope="module")
+def probe_runs():
+    """Probes 1-5 with uniform and with prioritised replay, 2 seeds each."""
+    runs = {
+        (index, prioritised): (index, replace(PROBE_CONFIG, prioritised=prioritised))
+        for index in range(1, 6)
+        for prioritised in (False, True)
+    }
+    return common.train_probes(dqn, runs, PROBE_HP)
 
 
-def q_values(run, obs):
-    network, state, _ = run
-    return np.asarray(jax.vmap(network.apply, in_axes=(0, None))(state.params, obs))
-
-
-def test_probe1_bootstraps_through_truncation(probe_runs):
-    # reward 1 forever, time limit 8: Q = 1 / (1 - 0.9) = 10, not ~5.7 as if terminal
-    q = q_values(probe_runs[1], jnp.zeros((1, 1)))
-    np.testing.assert_allclose(q[:, 0, 0], 10.0, atol=1.0)
-
-
-def test_probe2_and_3_values(probe_runs):
-    q = q_values(probe_runs[2], jnp.array([[-1.0], [1.0]]))
-    np.testing.assert_allclose(q[..., 0], [[-1.0, 1.0]] * 2, atol=0.2)
-    q = q_values(probe_runs[3], jnp.array([[0.0], [1.0]]))
-    np.testing.assert_allclose(q[..., 0], [[0.9, 1.0]] * 2, atol=0.15)
-
-
-def test_probe4_and_5_greedy_action(probe_runs):
-    q = q_values(probe_runs[4], jnp.zeros((1, 1)))
-    assert (q[:, 0, 1] > q[:, 0, 0]).all()
-    q = q_values(probe_runs[5], jnp.array([[-1.0], [1.0]]))
-    assert (q[:, 0, 0] > q[:, 0, 1]).all() and (q[:, 1, 1] > q[:, 1, 0]).all()
+@pytest.mark.parametrize("prioritised", [False, True], ids=["uniform", "prioritised"])
+def test_probes(probe_runs, prioritised):
+    runs = {index: probe_runs[index, prioritised] for index in range(1, 6)}
+    common.check_probe1_value(runs[1], atol=1.0)  # bootstraps through truncation
+    common.check_probe2_value(runs[2], atol=0.2)
+    common.check_probe3_value(runs[3], atol=0.15)
+    common.check_probe4_and_5_actions(runs[4], runs[5], min_prob=0.9)
 
 
 def test_metrics_and_learning_start(probe_runs):
-    _, _, metrics = probe_runs[4]
+    metrics = probe_runs[4, False].metrics
     assert metrics["q_mean"].shape == (2, PROBE_CONFIG.num_updates)
     first_learning = PROBE_CONFIG.first_learning_update
     assert first_learning == 50  # 400 steps of 8 envs

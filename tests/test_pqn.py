@@ -1,5 +1,6 @@
 """PQN: the loss on hand-made inputs, bad input, probes, and (slow) CartPole."""
 
+import agents_common as common
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -52,40 +53,14 @@ def test_bad_hparams_and_continuous_env_raise():
 
 @pytest.fixture(scope="module")
 def probe_runs():
-    """Probes 1-5, two seeds each, in one compiled call per probe."""
-    out = {}
-    for index in range(1, 6):
-        overrides = {"max_episode_steps": 8} if index == 1 else {}
-        env, params = envs.make(f"Probe-{index}", **overrides)
-        train = jax.vmap(pqn.make_train(PROBE_CONFIG, env, params), in_axes=(0, None))
-        state, metrics = jax.jit(train)(jax.random.split(jax.random.key(index), 2), PROBE_HP)
-        out[index] = (pqn.make_network(PROBE_CONFIG, env, params), state, metrics)
-    return out
+    return common.train_probes(pqn, {i: (i, PROBE_CONFIG) for i in range(1, 6)}, PROBE_HP)
 
 
-def q_values(run, obs):
-    network, state, _ = run
-    return np.asarray(jax.vmap(network.apply, in_axes=(0, None))(state.params, obs))
-
-
-def test_probe1_bootstraps_through_truncation(probe_runs):
-    # reward 1 forever, time limit 8: Q = 1 / (1 - 0.9) = 10, not ~5.7 as if terminal
-    q = q_values(probe_runs[1], jnp.zeros((1, 1)))
-    np.testing.assert_allclose(q[:, 0, 0], 10.0, atol=1.0)
-
-
-def test_probe2_and_3_values(probe_runs):
-    q = q_values(probe_runs[2], jnp.array([[-1.0], [1.0]]))
-    np.testing.assert_allclose(q[..., 0], [[-1.0, 1.0]] * 2, atol=0.2)
-    q = q_values(probe_runs[3], jnp.array([[0.0], [1.0]]))
-    np.testing.assert_allclose(q[..., 0], [[0.9, 1.0]] * 2, atol=0.15)
-
-
-def test_probe4_and_5_greedy_action(probe_runs):
-    q = q_values(probe_runs[4], jnp.zeros((1, 1)))
-    assert (q[:, 0, 1] > q[:, 0, 0]).all()
-    q = q_values(probe_runs[5], jnp.array([[-1.0], [1.0]]))
-    assert (q[:, 0, 0] > q[:, 0, 1]).all() and (q[:, 1, 1] > q[:, 1, 0]).all()
+def test_probes(probe_runs):
+    common.check_probe1_value(probe_runs[1], atol=1.0)  # bootstraps through truncation
+    common.check_probe2_value(probe_runs[2], atol=0.2)
+    common.check_probe3_value(probe_runs[3], atol=0.15)
+    common.check_probe4_and_5_actions(probe_runs[4], probe_runs[5], min_prob=0.9)
 
 
 @pytest.mark.slow
