@@ -24,6 +24,8 @@ SMALL = {
     ],
     "pqn": ["--num-envs", "4", "--rollout-len", "16", "--total-steps", "2048",
             "--num-minibatches", "4"],
+    "sarsa": ["--num-envs", "4", "--rollout-len", "16", "--total-steps", "2048",
+              "--num-minibatches", "4"],
 }  # fmt: skip
 
 
@@ -46,6 +48,8 @@ def test_script_writes_summary_and_curve(algo, tmp_path):
     assert f"{algo} Probe-4: {total}/{total} updates" in result.stdout
     assert "steps/s" in result.stdout
     assert isinstance(summary["eval_return_mean"], float)
+    if algo == "sarsa":
+        assert summary["config"]["bootstrap"] == "expected"
 
 
 def test_script_rejects_bad_config_before_compiling(tmp_path):

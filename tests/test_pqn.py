@@ -1,5 +1,7 @@
 """PQN: the loss on hand-made inputs, bad input, probes, and (slow) CartPole."""
 
+import dataclasses
+
 import agents_common as common
 import jax
 import jax.numpy as jnp
@@ -30,12 +32,30 @@ def test_loss_regresses_taken_action_on_fixed_targets():
     np.testing.assert_allclose(grads, [[-0.5, 0.0]])
 
 
+def test_next_values_max_expected_and_sarsa():
+    # T=3 steps of one env, 2 actions; the episode ends after step 0.
+    q_next = jnp.array([[[1.0, 3.0]], [[2.0, 0.0]], [[5.0, 4.0]]])
+    action = jnp.array([[0], [1], [0]])
+    done = jnp.array([[True], [False], [False]])
+    eps = 0.2  # greedy action gets 0.9, the other 0.1
+    got = {
+        k: pqn.next_values(q_next, action, done, eps, k)[:, 0] for k in ("max", "expected", "sarsa")
+    }
+    np.testing.assert_allclose(got["max"], [3.0, 2.0, 5.0])
+    expected = [0.1 * 1 + 0.9 * 3, 0.9 * 2 + 0.1 * 0, 0.9 * 5 + 0.1 * 4]
+    np.testing.assert_allclose(got["expected"], expected, rtol=1e-6)
+    # sarsa: step 0 ended its episode and step 2 is the last, so both take the expected
+    # value; step 1 takes Q of the action taken at step 2 (action 0): 2.
+    np.testing.assert_allclose(got["sarsa"], [expected[0], 2.0, expected[2]], rtol=1e-6)
+
+
 @pytest.mark.parametrize(
     "kwargs, message",
     [
         ({"num_minibatches": 3}, "num_minibatches=3 does not divide num_envs \\* rollout_len"),
         ({"num_epochs": 0}, "num_epochs=0 is not allowed"),
         ({"normalize_obs": True}, "normalize_obs=True is not supported"),
+        ({"bootstrap": "mean"}, "bootstrap='mean' is not allowed"),
     ],
 )
 def test_bad_configs_raise_before_compiling(kwargs, message):
@@ -61,6 +81,22 @@ def test_probes(probe_runs):
     common.check_probe2_value(probe_runs[2], atol=0.2)
     common.check_probe3_value(probe_runs[3], atol=0.15)
     common.check_probe4_and_5_actions(probe_runs[4], probe_runs[5], min_prob=0.9)
+
+
+@pytest.fixture(scope="module")
+def sarsa_probe_runs():
+    """Expected SARSA on probes 1, 4 and 5, and SARSA on the truncation probe."""
+    expected = dataclasses.replace(PROBE_CONFIG, bootstrap="expected")
+    runs = {i: (i, expected) for i in (1, 4, 5)}
+    runs["sarsa-1"] = (1, dataclasses.replace(PROBE_CONFIG, bootstrap="sarsa"))
+    return common.train_probes(pqn, runs, PROBE_HP)
+
+
+def test_sarsa_probes(sarsa_probe_runs):
+    # One action on Probe-1, so on- and off-policy values agree: 10 through truncation.
+    common.check_probe1_value(sarsa_probe_runs[1], atol=1.0)
+    common.check_probe1_value(sarsa_probe_runs["sarsa-1"], atol=1.0)
+    common.check_probe4_and_5_actions(sarsa_probe_runs[4], sarsa_probe_runs[5], min_prob=0.9)
 
 
 @pytest.mark.slow
