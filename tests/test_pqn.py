@@ -106,3 +106,20 @@ def test_pqn_cartpole_500k():
     train = jax.jit(jax.vmap(pqn.make_train(config, env, params), in_axes=(0, None)))
     _, metrics = train(jax.random.split(jax.random.key(0), 8), pqn.PQNHParams())
     assert final_returns(metrics).mean() >= 475, final_returns(metrics)
+
+
+@pytest.mark.slow
+def test_expected_sarsa_fourrooms_within_10_percent_of_optimum():
+    env, params = envs.make("GridWorld-FourRooms")
+    config = pqn.PQNConfig(
+        num_envs=16, rollout_len=64, total_steps=300_000, num_minibatches=8, bootstrap="expected"
+    )
+    hp = pqn.PQNHParams(lr=1e-3, eps_decay_fraction=0.3, eps_end=0.01)
+    train = jax.jit(jax.vmap(pqn.make_train(config, env, params), in_axes=(0, None)))
+    _, metrics = train(jax.random.split(jax.random.key(0), 8), hp)
+    # The optimum: goal reward less the step cost of a shortest path (breadth-first
+    # search on the map; FourRooms has no slip by default).
+    optimum = float(params.goal_reward) - float(
+        params.step_cost
+    ) * env.unwrapped.shortest_path_length(params)
+    assert final_returns(metrics).mean() >= 0.9 * optimum, (final_returns(metrics), optimum)
