@@ -101,12 +101,12 @@ class AgentConfig:
         check_positive(owner, **sizes, total_steps=self.total_steps)
         check_choice(owner, "activation", self.activation, ("tanh", "relu", "gelu", "silu"))
         check_choice(owner, "torso", self.torso, ("mlp", "cnn"))
-        self.check()
         if self.total_steps < self.batch_size:
             raise ValueError(
                 f"{owner}.total_steps={self.total_steps} is less than one rollout "
                 f"(num_envs * rollout_len = {self.batch_size})"
             )
+        self.check()
 
     def check(self) -> None:
         """The agent's own checks (override)."""

@@ -82,6 +82,7 @@ def test_epsilon_schedule():
         ({"learning_starts": 500_000}, "learning_starts=500000 is not allowed"),
         ({"learning_starts": -1}, "learning_starts=-1 is not allowed"),
         ({"total_steps": 1000, "learning_starts": 995}, "leave at least one update"),
+        ({"total_steps": 5}, "DQNConfig.total_steps=5 is less than one rollout"),
         ({"n_step": 0}, "n_step=0 is not allowed"),
         ({"loss": "l1"}, "loss='l1' is not allowed"),
         ({"priority_exponent": 1.5}, "priority_exponent=1.5 is not allowed"),
