@@ -114,9 +114,8 @@ def run(
     compiled = jax.jit(jax.vmap(train, in_axes=(0, None))).lower(keys, hparams).compile()
     compile_seconds = time.perf_counter() - start
     print(f"compiled in {compile_seconds:.1f} s; training ...")
-    num_updates = config.total_steps // steps_per_update
     start = time.perf_counter()
-    with Progress(num_updates, steps_per_update, num_seeds, f"{algo} {env_name}"):
+    with Progress(config.num_updates, steps_per_update, num_seeds, f"{algo} {env_name}"):
         final_state, metrics = jax.block_until_ready(compiled(keys, hparams))
     run_seconds = time.perf_counter() - start
     metrics = jax.device_get(metrics)
