@@ -1,7 +1,11 @@
 """The five probe environments for debugging agents (Andy Jones, "Debugging RL,
 without the agonizing pain", 2021), each isolating one piece of an agent.
 
-Observations are float32 vectors of shape (1,); discrete actions.
+Observations are float32 vectors of shape (1,). Each probe comes with discrete
+actions (``Probe-N``) and with one continuous action in [-1, 1]
+(``ContinuousProbe-N``, for SAC, TD3 and Gaussian policies); in probes 1-3 the
+action is ignored, in 4 and 5 the continuous reward is a parabola with its peak
+inside the bounds, so a policy stuck at a bound fails.
 
 =========  ========================================  ==========================================
 name       dynamics                                  what a correct agent learns
@@ -20,6 +24,9 @@ Probe-5    two actions, obs +-1 at random, one step, pi(a=1 | +1) -> 1, pi(a=0 |
            reward +1 if the action matches the obs   V = 1: tests state-conditioned policies
            sign (action 1 for +1, 0 for -1), else -1
 =========  ========================================  ==========================================
+
+The continuous Probe-4 pays ``1 - 4 (a - 0.5)^2`` (best action 0.5, V = 1) and
+Probe-5 pays ``1 - 4 (a - obs / 2)^2`` (best action +-0.5, the obs sign; V = 1).
 
 Deviation from the original: Probe-1 is infinite-horizon rather than one step
 long, so the same env also tests truncation handling.
@@ -56,19 +63,21 @@ class ProbeParams:
 
 
 class Probe(Environment[ProbeState, ProbeParams]):
-    """Probe environment number ``index`` (1-5); see the module docstring."""
+    """Probe environment number ``index`` (1-5), with discrete actions or one
+    ``continuous`` action in [-1, 1]; see the module docstring."""
 
-    def __init__(self, index: int):
+    def __init__(self, index: int, continuous: bool = False):
         if index not in DESCRIPTIONS:
             raise ValueError(
                 f"Probe: index={index} is not allowed; it must be one of 1, 2, 3, 4, 5"
             )
         self.index = index
-        self.description = DESCRIPTIONS[index]
+        self.continuous = bool(continuous)
+        self.description = DESCRIPTIONS[index] + (" (continuous action)" if continuous else "")
 
     @property
     def name(self) -> str:
-        return f"Probe-{self.index}"
+        return f"{'Continuous' if self.continuous else ''}Probe-{self.index}"
 
     def default_params(self, **overrides) -> ProbeParams:
         return apply_overrides(ProbeParams(), overrides)
@@ -85,7 +94,6 @@ class Probe(Environment[ProbeState, ProbeParams]):
 
     def step(self, key, state, action, params):
         del key, params
-        action = jnp.clip(jnp.asarray(action, jnp.int32), 0, self.action_space(None).n - 1)
         obs_value = state.obs[0]
         time = state.time + 1
         if self.index == 1:
@@ -96,9 +104,15 @@ class Probe(Environment[ProbeState, ProbeParams]):
             terminated = time >= 2
             reward = jnp.where(terminated, 1.0, 0.0)
             next_obs = jnp.ones((1,), jnp.float32)
+        elif self.continuous:
+            a = jnp.clip(jnp.asarray(action, jnp.float32)[0], -1.0, 1.0)
+            target = 0.5 if self.index == 4 else 0.5 * obs_value
+            reward, terminated, next_obs = 1.0 - 4.0 * jnp.square(a - target), True, state.obs
         elif self.index == 4:
+            action = jnp.clip(jnp.asarray(action, jnp.int32), 0, 1)
             reward, terminated, next_obs = jnp.where(action == 1, 1.0, -1.0), True, state.obs
         else:
+            action = jnp.clip(jnp.asarray(action, jnp.int32), 0, 1)
             matches = action == (obs_value > 0).astype(jnp.int32)
             reward, terminated, next_obs = jnp.where(matches, 1.0, -1.0), True, state.obs
         return ProbeState(next_obs, time), transition(next_obs, reward, terminated)
@@ -108,4 +122,6 @@ class Probe(Environment[ProbeState, ProbeParams]):
         return Box(low, 1.0, (1,), jnp.float32)
 
     def action_space(self, params):
+        if self.continuous:
+            return Box(-1.0, 1.0, (1,), jnp.float32)
         return Discrete(2 if self.index in (4, 5) else 1)

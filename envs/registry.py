@@ -43,6 +43,10 @@ _BUILTINS: dict[str, Spec] = {
     "Probe-3": Spec("envs.probes", "Probe", {"index": 3}, 100),
     "Probe-4": Spec("envs.probes", "Probe", {"index": 4}, 100),
     "Probe-5": Spec("envs.probes", "Probe", {"index": 5}, 100),
+    **{
+        f"ContinuousProbe-{i}": Spec("envs.probes", "Probe", {"index": i, "continuous": True}, 100)
+        for i in range(1, 6)
+    },
 }
 
 _ADAPTERS = {

@@ -202,10 +202,14 @@ class RescaleAction(Wrapper):
             raise ValueError(f"RescaleAction: low={low} must be < high={high}")
         self.low, self.high = float(low), float(high)
 
-    def step(self, key, state, action, params):
+    def inner_action(self, action: jax.Array, params) -> jax.Array:
+        """The wrapped env's action for ``action`` in ``[low, high]`` (clipped first)."""
         space = _box(self.env.action_space(params), "RescaleAction")
         fraction = (jnp.clip(action, self.low, self.high) - self.low) / (self.high - self.low)
-        return self.env.step(key, state, space.low + fraction * (space.high - space.low), params)
+        return space.low + fraction * (space.high - space.low)
+
+    def step(self, key, state, action, params):
+        return self.env.step(key, state, self.inner_action(action, params), params)
 
     def action_space(self, params):
         space = _box(self.env.action_space(params), "RescaleAction")

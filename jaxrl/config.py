@@ -11,7 +11,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Literal, NamedTuple
 
+import jax
 import jax.numpy as jnp
+import numpy as np
 
 from envs import wrappers
 from envs._validation import check_range
@@ -51,6 +53,10 @@ HPARAM_RANGES: dict[str, tuple[float, float | None, bool, bool]] = {
     "eps_decay_fraction": (0, 1, True, False),
     "huber_delta": (0, None, True, False),
     "priority_beta": (0, 1, False, False),
+    "alpha": (0, None, True, False),
+    "exploration_noise": (0, None, False, False),
+    "target_noise": (0, None, False, False),
+    "target_noise_clip": (0, None, False, False),
 }
 """The allowed range of every hyperparameter name any agent uses, written once."""
 
@@ -96,6 +102,11 @@ class AgentConfig:
     """Resets computed per step when few episodes end (see envs.vector.VecEnv); None: all."""
 
     def __post_init__(self):
+        self.check_rollout()
+        self.check()
+
+    def check_rollout(self) -> None:
+        """The checks of the fields above."""
         owner = type(self).__name__
         sizes = {"num_envs": self.num_envs, "rollout_len": self.rollout_len}
         check_positive(owner, **sizes, total_steps=self.total_steps)
@@ -106,7 +117,6 @@ class AgentConfig:
                 f"{owner}.total_steps={self.total_steps} is less than one rollout "
                 f"(num_envs * rollout_len = {self.batch_size})"
             )
-        self.check()
 
     def check(self) -> None:
         """The agent's own checks (override)."""
@@ -127,6 +137,60 @@ class AgentConfig:
     @property
     def num_updates(self) -> int:
         return self.total_steps // self.batch_size
+
+
+@dataclasses.dataclass(frozen=True)
+class ReplayConfig(AgentConfig):
+    """The fields and checks of agents that learn from a replay buffer (DQN, SAC, TD3)."""
+
+    num_envs: int = 1
+    """Parallel environments per seed."""
+    rollout_len: int = 1
+    """Steps per environment between gradient updates."""
+    buffer_size: int = 100_000
+    """Replay capacity in transitions (all envs together)."""
+    minibatch_size: int = 256
+    """Transitions (or sequences) sampled per gradient step."""
+    learning_starts: int = 5_000
+    """Env steps per seed (all envs together) before the first gradient step."""
+    gradient_steps: int = 1
+    """Gradient steps per update."""
+
+    def __post_init__(self):
+        self.check_rollout()
+        self.check_replay()
+        self.check()
+
+    def check_replay(self) -> None:
+        """The checks of the replay fields."""
+        owner = type(self).__name__
+        check_positive(
+            owner,
+            buffer_size=self.buffer_size,
+            minibatch_size=self.minibatch_size,
+            gradient_steps=self.gradient_steps,
+        )
+        if self.buffer_size < self.minibatch_size:
+            raise ValueError(
+                f"{owner}.buffer_size={self.buffer_size} is smaller than "
+                f"minibatch_size={self.minibatch_size}; the buffer must hold a whole minibatch"
+            )
+        if self.learning_starts < 0 or self.first_learning_update >= self.num_updates:
+            raise ValueError(
+                f"{owner}.learning_starts={self.learning_starts} is not allowed; it must be "
+                f">= 0 and leave at least one update of num_envs * rollout_len = "
+                f"{self.batch_size} steps before total_steps={self.total_steps}"
+            )
+        if self.normalize_obs:
+            raise ValueError(
+                f"{owner}.normalize_obs=True is not supported: replayed observations "
+                "would mix normaliser statistics of different ages"
+            )
+
+    @property
+    def first_learning_update(self) -> int:
+        """Index of the first update with gradient steps."""
+        return -(-self.learning_starts // self.batch_size)
 
 
 class ActionSpec(NamedTuple):
@@ -194,6 +258,57 @@ def q_network(
         dueling=dueling,
         layer_norm=layer_norm,
     )
+
+
+def actor_critics(
+    owner: str,
+    config: Any,
+    env: Environment,
+    env_params: Any,
+    continuous_actor: Literal["tanh_gaussian", "deterministic"],
+    allow_discrete: bool,
+):
+    """The ``ActorCritics`` of an off-policy actor-critic (SAC, TD3) for ``env``'s
+    actions from a config's ``hidden_sizes``, ``activation``, ``torso`` and
+    ``num_critics``: ``continuous_actor`` with ``Q(s, a)`` critics for a float Box,
+    or (if ``allow_discrete``) a categorical actor with ``Q(s, .)`` critics."""
+    from jaxrl.networks import Actor, ActorCritics, Critics
+
+    spec = action_spec(owner, env, env_params)
+    if spec.discrete and not allow_discrete:
+        raise ValueError(
+            f"{owner} needs a continuous (float Box) action space; use DQN, PQN or "
+            "discrete SAC for discrete actions"
+        )
+    if not spec.discrete:
+        space = env.action_space(env_params)
+        bounds = (space.low, space.high)
+        # Bounds computed from traced env params (a vmap over params) are checked by no one.
+        concrete = not any(isinstance(b, jax.core.Tracer) for b in bounds)
+        if concrete and not all(np.isfinite(np.asarray(b)).all() for b in bounds):
+            raise ValueError(
+                f"{owner} needs finite action bounds (its policy acts in [-1, 1], rescaled "
+                f"to them), got low={space.low}, high={space.high}"
+            )
+    common = dict(
+        hidden_sizes=config.hidden_sizes,
+        activation=config.activation,
+        torso_kind=config.torso,
+        obs_ndim=obs_ndim(env, env_params),
+    )
+    kind = "categorical" if spec.discrete else continuous_actor
+    return ActorCritics(
+        Actor(spec.dim, kind, **common),
+        Critics(config.num_critics, spec.dim if spec.discrete else None, **common),
+    )
+
+
+def unit_action_env(env: Environment, env_params: Any) -> Environment:
+    """``env`` with continuous actions rescaled from ``[-1, 1]`` (``RescaleAction``),
+    the range of tanh-squashed policies; discrete envs are returned as they are."""
+    if isinstance(env.action_space(env_params), Discrete):
+        return env
+    return wrappers.RescaleAction(env)
 
 
 def batched_env(

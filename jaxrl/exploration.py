@@ -1,5 +1,6 @@
-"""Epsilon-greedy exploration for the value-based agents (DQN, PQN, SARSA): the
-action choice and the linear decay schedule, written once.
+"""Exploration written once: epsilon-greedy action choice and its linear decay for
+the value-based agents (DQN, PQN, SARSA), and the uniform actions that off-policy
+agents (DQN, SAC, TD3) take while their buffer fills.
 
 The schedule reads ``eps_start``, ``eps_end`` and ``eps_decay_fraction`` from the
 agent's traced hyperparameters, so sweeps over them are a ``vmap``.
@@ -26,6 +27,14 @@ def linear_epsilon(hp: Any, env_steps: jax.Array, total_steps: int) -> jax.Array
     ``hp.eps_decay_fraction * total_steps`` env steps, then constant."""
     frac = jnp.clip(env_steps / (hp.eps_decay_fraction * total_steps), 0.0, 1.0)
     return hp.eps_start + frac * (hp.eps_end - hp.eps_start)
+
+
+def uniform_actions(key: jax.Array, num: int, num_actions: int | None, dim: int) -> jax.Array:
+    """``num`` uniformly random actions: ints in ``[0, num_actions)``, or (``num_actions``
+    None) vectors in ``[-1, 1]^dim``; what off-policy agents take before learning starts."""
+    if num_actions is not None:
+        return jax.random.randint(key, (num,), 0, num_actions)
+    return jax.random.uniform(key, (num, dim), minval=-1.0, maxval=1.0)
 
 
 def q_policy(network: Any, params: Any, eps: float):

@@ -16,9 +16,10 @@ which is Haar-distributed.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
-from typing import Literal
+from typing import Any, Literal, NamedTuple
 
 import flax.linen as nn
 import jax
@@ -295,3 +296,100 @@ class ActorCritic(nn.Module):
 
     def initial_carry(self, batch_size: int) -> jax.Array:
         return jnp.zeros((batch_size, self.gru_size), jnp.float32)
+
+
+class Actor(nn.Module):
+    """A policy on its own torso, for the off-policy actor-critics: ``"tanh_gaussian"``
+    (SAC), ``"categorical"`` (discrete SAC) or ``"deterministic"`` (TD3/DDPG: actions
+    ``tanh(dense(x))`` in ``(-1, 1)``). ``apply(params, obs [..., *obs_shape])``."""
+
+    action_dim: int
+    kind: Literal["tanh_gaussian", "categorical", "deterministic"]
+    hidden_sizes: Sequence[int] = (256, 256)
+    activation: Activation = "relu"
+    torso_kind: str = "mlp"
+    obs_ndim: int = 1
+
+    @nn.compact
+    def __call__(self, obs: jax.Array):
+        x = torso(self.torso_kind, self.hidden_sizes, self.activation, self.obs_ndim)(obs)
+        if self.kind == "categorical":
+            return CategoricalHead(self.action_dim)(x)
+        if self.kind == "tanh_gaussian":
+            return TanhGaussianHead(self.action_dim)(x)
+        return jnp.tanh(dense(self.action_dim, 0.01)(x))
+
+
+class ContinuousQ(nn.Module):
+    """``Q(s, a)`` for continuous actions: an MLP on the observation's features
+    (flattened, or a CNN's for images) concatenated with the action.
+    ``apply(params, obs [..., *obs_shape], action [..., action_dim]) -> q [...]``."""
+
+    hidden_sizes: Sequence[int] = (256, 256)
+    activation: Activation = "relu"
+    torso_kind: str = "mlp"
+    obs_ndim: int = 1
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, action: jax.Array) -> jax.Array:
+        x = jnp.asarray(obs, jnp.float32)
+        if self.torso_kind == "cnn":
+            x = CNN()(x)
+        elif self.obs_ndim != 1:
+            x = x.reshape(x.shape[: x.ndim - self.obs_ndim] + (-1,))
+        x = jnp.concatenate([x, jnp.asarray(action, jnp.float32)], axis=-1)
+        x = MLP(self.hidden_sizes, self.activation)(x)
+        return dense(1, 1.0)(x)[..., 0]
+
+
+class Critics(nn.Module):
+    """``num_critics`` independently initialised Q-functions evaluated together
+    (``nn.vmap`` over their parameters: one batched matmul per layer, not one per
+    critic). Discrete: ``apply(params, obs) -> q [num_critics, ..., A]``; continuous:
+    ``apply(params, obs, action) -> q [num_critics, ...]``."""
+
+    num_critics: int
+    num_actions: int | None  # None: continuous actions, Q(s, a)
+    hidden_sizes: Sequence[int] = (256, 256)
+    activation: Activation = "relu"
+    torso_kind: str = "mlp"
+    obs_ndim: int = 1
+
+    @nn.compact
+    def __call__(self, obs: jax.Array, action: jax.Array | None = None) -> jax.Array:
+        common = dict(
+            hidden_sizes=self.hidden_sizes,
+            activation=self.activation,
+            torso_kind=self.torso_kind,
+            obs_ndim=self.obs_ndim,
+        )
+        if self.num_actions is None:
+            module, args = ContinuousQ, (obs, action)
+        else:
+            module, args = functools.partial(QNetwork, self.num_actions), (obs,)
+        ensemble = nn.vmap(
+            module,
+            variable_axes={"params": 0},
+            split_rngs={"params": True},
+            in_axes=None,
+            out_axes=0,
+            axis_size=self.num_critics,
+        )
+        return ensemble(**common)(*args)
+
+
+class ActorCritics(NamedTuple):
+    """The networks of an off-policy actor-critic (SAC, TD3): an ``Actor`` and its
+    ``Critics``, with separate parameters (each has its own optimizer)."""
+
+    actor: Actor
+    critics: Critics
+
+    def init(self, key: jax.Array, obs: jax.Array) -> dict[str, Any]:
+        """``{"actor": ..., "critics": ...}`` for a batch of observations ``obs [B, ...]``."""
+        actor_key, critic_key = jax.random.split(key)
+        actor = self.actor.init(actor_key, obs)
+        if self.critics.num_actions is None:
+            action = jnp.zeros((obs.shape[0], self.actor.action_dim), jnp.float32)
+            return {"actor": actor, "critics": self.critics.init(critic_key, obs, action)}
+        return {"actor": actor, "critics": self.critics.init(critic_key, obs)}

@@ -120,3 +120,36 @@ class Replay:
             return state
         with jax.numpy_rank_promotion("allow"):
             return self.buffer.set_priorities(state, sample.indices, jnp.abs(td) + 1e-6)
+
+
+def gradient_steps(
+    started: jax.Array,
+    gradient_step: Any,
+    carry: Any,
+    key: jax.Array,
+    num_steps: int,
+    update: jax.Array,
+) -> tuple[Any, dict[str, jax.Array]]:
+    """The learning phase of update number ``update``, written once for every replay agent.
+
+    If ``started``, ``num_steps`` calls of ``gradient_step(carry, key, step) ->
+    (carry, stats)`` in a ``lax.scan``, with their stats averaged; ``step =
+    update * num_steps + i`` counts gradient steps over the run (TD3 delays its
+    actor by it). Otherwise (still filling the buffer) ``carry`` unchanged and
+    zero stats of the same shapes, so the metrics keep one layout. ``started``
+    and ``step`` derive from the unbatched update index, so under ``vmap`` over
+    seeds or hyperparameters the conds on them stay real branches.
+    """
+    steps = update * num_steps + jnp.arange(num_steps)
+
+    def learn():
+        keys = jax.random.split(key, num_steps)
+        body = lambda c, xs: gradient_step(c, *xs)  # noqa: E731
+        carry_out, stats = jax.lax.scan(body, carry, (keys, steps))
+        return carry_out, jax.tree.map(lambda x: x.mean(0), stats)
+
+    def wait():
+        shapes = jax.eval_shape(gradient_step, carry, key, steps[0])[1]
+        return carry, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+    return jax.lax.cond(started, learn, wait)

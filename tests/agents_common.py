@@ -19,6 +19,7 @@ import numpy as np
 
 import envs
 from jaxrl.distributions import Categorical
+from jaxrl.networks import ActorCritics
 
 
 class ProbeRun(NamedTuple):
@@ -37,12 +38,15 @@ def train_probes(agent: ModuleType, runs: dict, hparams: NamedTuple) -> dict[Any
 
     Args:
         agent: an agent module (``make_train``, ``make_network``).
-        runs: name -> (probe index, config). Probe-1 is cut by a time limit of 8 steps,
-            the others by 100.
+        runs: name -> (probe index, config), or (probe index, config, True) for the
+            continuous-action probe. Probe-1 is cut by a time limit of 8 steps, the
+            others by 100.
     """
     out = {}
-    for name, (index, config) in runs.items():
-        env, params = envs.make(f"Probe-{index}", max_episode_steps=8 if index == 1 else 100)
+    for name, (index, config, *continuous) in runs.items():
+        prefix = "ContinuousProbe" if continuous and continuous[0] else "Probe"
+        limit = 8 if index == 1 else 100
+        env, params = envs.make(f"{prefix}-{index}", max_episode_steps=limit)
         train = jax.jit(jax.vmap(agent.make_train(config, env, params), in_axes=(0, None)))
         keys = jax.random.split(jax.random.key(index), 2)
         out[name] = ProbeRun(agent, config, env, params, train, keys, *train(keys, hparams))
@@ -51,14 +55,42 @@ def train_probes(agent: ModuleType, runs: dict, hparams: NamedTuple) -> dict[Any
 
 def values_and_probs(run: ProbeRun, obs: jax.Array) -> tuple[np.ndarray, np.ndarray]:
     """Per seed: ``value [2, B]`` and action ``probs [2, B, A]`` at ``obs [B, 1]``
-    (for a Q-network: ``max_a Q`` and the greedy policy)."""
+    (for a Q-network: ``max_a Q`` and the greedy policy; for an actor with critics,
+    see ``actor_critics_values``)."""
     network = run.agent.make_network(run.config, run.env, run.env_params)
+    if isinstance(network, ActorCritics):
+        return actor_critics_values(network, run.state.params, obs)
     out = jax.vmap(network.apply, in_axes=(0, None))(run.state.params, obs)
     if isinstance(out, tuple):
         dist, value = out
         return np.asarray(value), np.asarray(dist.probs())
     q = np.asarray(out)
     return q.max(-1), np.eye(q.shape[-1])[q.argmax(-1)]
+
+
+def actor_critics_values(network: ActorCritics, params, obs: jax.Array):
+    """Per seed: the critics' value ``min_i Q_i`` under the actor and its action choice
+    at ``obs [B, 1]``: discrete, ``(sum_a pi(a) min_i Q_i(s, a) [2, B], probs [2, B, A])``;
+    continuous, ``(min_i Q_i(s, mode) [2, B], the mode action [2, B, dim])``."""
+
+    def one(params):
+        policy = network.actor.apply(params["actor"], obs)
+        if network.critics.num_actions is not None:
+            q = network.critics.apply(params["critics"], obs).min(0)
+            return (policy.probs() * q).sum(-1), policy.probs()
+        action = policy if isinstance(policy, jax.Array) else policy.mode()
+        return network.critics.apply(params["critics"], obs, action).min(0), action
+
+    value, action = jax.vmap(one)(params)
+    return np.asarray(value), np.asarray(action)
+
+
+def check_continuous_probe4_and_5_actions(run4: ProbeRun, run5: ProbeRun, atol: float) -> None:
+    # ContinuousProbe-4: best action 0.5; ContinuousProbe-5: 0.5 times the obs sign.
+    _, action = values_and_probs(run4, jnp.zeros((1, 1)))
+    np.testing.assert_allclose(action[:, 0, 0], 0.5, atol=atol)
+    _, action = values_and_probs(run5, jnp.array([[-1.0], [1.0]]))
+    np.testing.assert_allclose(action[..., 0], [[-0.5, 0.5]] * 2, atol=atol)
 
 
 def check_probe1_value(run: ProbeRun, atol: float) -> None:

@@ -1,8 +1,8 @@
 """The contract every agent keeps, one test parametrized over the agents in ``AGENTS``:
 a training run is a pure function of a key (vmap over seeds equals single runs, and
 new hyperparameter values do not retrace), a hyperparameter sweep is one vmap,
-continuous actions train and act, seeds give different initial parameters, and
-metrics have a leading update axis.
+the other action kind trains and acts (or is refused before compiling), seeds give
+different initial parameters, and metrics have a leading update axis.
 
 What differs between agents (losses, bad-config messages, probes with their
 thresholds, slow learning targets) lives in each agent's own test file.
@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import envs
-from jaxrl.agents import a2c, dqn, ppo, pqn, reinforce, trpo
+from jaxrl.agents import a2c, dqn, ppo, pqn, reinforce, sac, td3, trpo
 
 
 class Agent(NamedTuple):
@@ -29,13 +29,14 @@ class Agent(NamedTuple):
     module: ModuleType  # make_train, make_policy, make_network
     config: type
     hparams: type
-    small: Any  # a config of 3 updates on CartPole (and, with `continuous`, Pendulum)
+    small: Any  # a config of 3 updates on `env` (and, with `continuous`, Pendulum)
     sweep: dict[str, tuple[float, float]]  # hparams swept over two values; the second
     # values are also the "new values" that must not retrace
     continuous: dict[str, Any] = {}  # fields of `small` changed for the Pendulum run
     metrics: tuple[str, ...] = ("policy_loss", "value_loss")  # logged besides episode stats
     tolerance: tuple[float, float] = (2e-5, 2e-6)  # (rtol, atol): vmapped vs single runs
     discrete_only: bool = False  # continuous envs must be refused before compiling
+    continuous_only: bool = False  # runs on Pendulum; discrete envs must be refused
 
 
 AGENTS = {
@@ -98,7 +99,48 @@ AGENTS = {
         metrics=("loss", "q_mean", "epsilon"),
         discrete_only=True,
     ),
+    "sac": Agent(
+        sac,
+        sac.SACConfig,
+        sac.SACHParams,
+        sac.SACConfig(
+            num_envs=4,
+            rollout_len=8,
+            total_steps=4 * 8 * 3,
+            learning_starts=32,
+            buffer_size=64,
+            minibatch_size=16,
+            hidden_sizes=(32, 32),
+        ),
+        sweep={"lr": (1e-4, 1e-3), "alpha": (1.0, 0.2)},
+        metrics=("q_mean", "entropy", "alpha"),
+    ),
+    "td3": Agent(
+        td3,
+        td3.TD3Config,
+        td3.TD3HParams,
+        td3.TD3Config(
+            num_envs=4,
+            rollout_len=8,
+            total_steps=4 * 8 * 3,
+            learning_starts=32,
+            buffer_size=64,
+            minibatch_size=16,
+            hidden_sizes=(32, 32),
+            gradient_steps=3,  # odd: delayed actor updates inside one update
+        ),
+        sweep={"lr": (1e-4, 1e-3), "target_noise": (0.2, 0.0)},
+        metrics=("q_mean", "actor_loss"),
+        continuous_only=True,
+    ),
 }
+
+CARTPOLE, PENDULUM = "gymnax:CartPole-v1", "gymnax:Pendulum-v1"
+
+
+def main_env(agent: Agent) -> str:
+    """The env of the agent's main small run: Pendulum for continuous-only agents."""
+    return PENDULUM if agent.continuous_only else CARTPOLE
 
 
 @pytest.fixture(scope="module", params=AGENTS.values(), ids=AGENTS.keys())
@@ -107,14 +149,15 @@ def agent(request) -> Agent:
 
 
 @pytest.fixture(scope="module")
-def cartpole(agent):
-    """The agent's small CartPole train, jitted as one run and vmapped over (seed,
-    hparams) rows, and the vmapped run of 2 seeds with the default hparams. Each may
-    trace once: the tests below share one compile of each.
+def main_run(agent):
+    """The agent's small train on its main env (CartPole; Pendulum if continuous-only),
+    jitted as one run and vmapped over (seed, hparams) rows, and the vmapped run of
+    2 seeds with the default hparams. Each may trace once: the tests below share one
+    compile of each.
 
     The seeds share one row of hparams, stacked, so that this run and the sweep share a
     compile; each agent's probe runs vmap over seeds with unbatched hparams."""
-    env, params = envs.make("gymnax:CartPole-v1")
+    env, params = envs.make(main_env(agent))
     train = agent.module.make_train(agent.small, env, params)
     keys = jax.random.split(jax.random.key(0), 2)
     single, vmapped = jit_once(train), jit_vmap_once(train)
@@ -141,12 +184,12 @@ def stack(*rows: NamedTuple) -> NamedTuple:
     return jax.tree.map(lambda *values: jnp.array(values), *rows)
 
 
-def check_rows_equal_single_runs(agent, cartpole, rows: list, state, metrics) -> None:
+def check_rows_equal_single_runs(agent, main_run, rows: list, state, metrics) -> None:
     """Row i of a vmapped run equals the single run of key i with hparams ``rows[i]``."""
     rtol, atol = agent.tolerance
     close = lambda a, b: np.testing.assert_allclose(a, b, rtol=rtol, atol=atol)  # noqa: E731
     for i, hp in enumerate(rows):
-        single_state, single_metrics = cartpole.single(cartpole.keys[i], hp)
+        single_state, single_metrics = main_run.single(main_run.keys[i], hp)
         expected = jax.tree.map(lambda x, i=i: x[i], (state.params, metrics))
         jax.tree.map(close, expected, (single_state.params, single_metrics))
 
@@ -158,35 +201,47 @@ def check_metrics(agent: Agent, metrics: dict) -> None:
         assert value.shape == (2, agent.small.num_updates)
 
 
-def test_vmap_over_seeds_equals_single_runs_and_compiles_once(agent, cartpole):
+def test_vmap_over_seeds_equals_single_runs_and_compiles_once(agent, main_run):
     hp = agent.hparams()
-    check_rows_equal_single_runs(agent, cartpole, [hp, hp], *cartpole.seeds)
+    check_rows_equal_single_runs(agent, main_run, [hp, hp], *main_run.seeds)
     # New values, same shapes: no retrace.
-    cartpole.single(cartpole.keys[0], sweep_row(agent, 1))
+    main_run.single(main_run.keys[0], sweep_row(agent, 1))
 
 
-def test_metrics_have_update_axis(agent, cartpole):
-    check_metrics(agent, cartpole.seeds[1])
+def test_metrics_have_update_axis(agent, main_run):
+    check_metrics(agent, main_run.seeds[1])
 
 
-def test_hyperparameter_sweep_is_one_vmap(agent, cartpole):
+def test_hyperparameter_sweep_is_one_vmap(agent, main_run):
     # in_axes=(0, 0): one row of hparams per seed; new values do not retrace.
     rows = [sweep_row(agent, 0), sweep_row(agent, 1)]
-    state, metrics = cartpole.vmapped(cartpole.keys, stack(*rows))
+    state, metrics = main_run.vmapped(main_run.keys, stack(*rows))
     check_metrics(agent, metrics)
-    check_rows_equal_single_runs(agent, cartpole, rows, state, metrics)
+    check_rows_equal_single_runs(agent, main_run, rows, state, metrics)
 
 
-def test_policy_acts_on_discrete_env(agent, cartpole):
-    env, params = envs.make("gymnax:CartPole-v1")
-    state = jax.tree.map(lambda x: x[0], cartpole.seeds[0])
+def test_policy_acts_on_main_env(agent, main_run):
+    env, params = envs.make(main_env(agent))
+    state = jax.tree.map(lambda x: x[0], main_run.seeds[0])
     act = agent.module.make_policy(agent.small, env, params, state)
-    action = act(jax.random.key(1), jnp.zeros((3, 4)))
-    assert action.shape == (3,) and ((action >= 0) & (action < 2)).all()
+    obs = jnp.zeros((3, *env.observation_space(params).shape))
+    action = act(jax.random.key(1), obs)
+    assert env.action_space(params).contains(action[0])
+    if agent.continuous_only:  # Pendulum: in the env's own range [-2, 2], not [-1, 1]
+        assert action.shape == (3, 1)
+        obs = jax.random.normal(jax.random.key(2), (256, 3))
+        assert np.abs(act(jax.random.key(3), obs) / 2.0).max() <= 1.0
+    else:
+        assert action.shape == (3,) and ((action >= 0) & (action < 2)).all()
 
 
-def test_continuous_actions_run(agent):
-    env, params = envs.make("gymnax:Pendulum-v1")
+def test_other_action_kind_runs_or_is_refused(agent):
+    if agent.continuous_only:
+        env, params = envs.make(CARTPOLE)
+        with pytest.raises(ValueError, match="needs a continuous \\(float Box\\) action space"):
+            agent.module.make_train(agent.small, env, params)
+        return
+    env, params = envs.make(PENDULUM)
     config = dataclasses.replace(agent.small, **agent.continuous)
     hp = agent.hparams()
     if agent.discrete_only:
@@ -199,19 +254,34 @@ def test_continuous_actions_run(agent):
     if "max_kl" in hp._fields:  # a trust region holds for Gaussian policies too
         assert (metrics["kl"] <= hp.max_kl + 1e-6).all()
     act = agent.module.make_policy(config, env, params, state)
-    assert act(jax.random.key(1), jnp.zeros((3, 3))).shape == (3, 1)
+    action = act(jax.random.key(1), jnp.zeros((3, 3)))
+    assert action.shape == (3, 1)
+    # In the env's range: agents that act in [-1, 1] rescale to Pendulum's [-2, 2].
+    assert env.action_space(params).contains(action[0])
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def cartpole_init(network, key):
+@functools.partial(jax.jit, static_argnums=(0, 2))
+def init_params(network, key, obs_shape):
     # Networks are static: equal ones (the agents' defaults are) share one compile.
-    return network.init(key, jnp.zeros((1, 4)))
+    return network.init(key, jnp.zeros((1, *obs_shape)))
 
 
 def test_different_seeds_give_different_initial_parameters(agent):
-    env, params = envs.make("gymnax:CartPole-v1")
+    env, params = envs.make(main_env(agent))
     network = agent.module.make_network(agent.config(), env, params)
-    a, b = cartpole_init(network, jax.random.key(0)), cartpole_init(network, jax.random.key(1))
-    kernels = lambda p: [x for x in jax.tree.leaves(p) if x.ndim == 2]  # noqa: E731
+    shape = env.observation_space(params).shape
+    a, b = (
+        init_params(network, jax.random.key(0), shape),
+        init_params(network, jax.random.key(1), shape),
+    )
+
+    def kernels(tree):
+        leaves = jax.tree_util.tree_leaves_with_path(tree)
+        return [x for path, x in leaves if jax.tree_util.keystr(path).endswith("['kernel']")]
+
     assert kernels(a)
     assert all(not np.allclose(x, y) for x, y in zip(kernels(a), kernels(b), strict=True))
+    # An ensemble of critics (leading axis) starts from different parameters per member.
+    for x in kernels(a):
+        if x.ndim == 3:
+            assert not np.allclose(x[0], x[1])

@@ -26,13 +26,26 @@ SMALL = {
             "--num-minibatches", "4"],
     "sarsa": ["--num-envs", "4", "--rollout-len", "16", "--total-steps", "2048",
               "--num-minibatches", "4"],
+    "sac": [
+        "--num-envs", "4", "--rollout-len", "16", "--total-steps", "2048",
+        "--learning-starts", "256", "--buffer-size", "512", "--minibatch-size", "32",
+        "--hidden-sizes", "32", "32",
+    ],
+    "td3": [
+        "--num-envs", "4", "--rollout-len", "16", "--total-steps", "2048",
+        "--learning-starts", "256", "--buffer-size", "512", "--minibatch-size", "32",
+        "--hidden-sizes", "32", "32",
+    ],
 }  # fmt: skip
+# The continuous-action agents run on the continuous probe (rescaled actions included).
+ENV = {"sac": "ContinuousProbe-4", "td3": "ContinuousProbe-4"}
 
 
 @pytest.mark.parametrize("algo", sorted(SMALL))
 def test_script_writes_summary_and_curve(algo, tmp_path):
     out = tmp_path / algo
-    cmd = [sys.executable, str(ROOT / "experiments" / f"{algo}.py"), "--env", "Probe-4"]
+    env = ENV.get(algo, "Probe-4")
+    cmd = [sys.executable, str(ROOT / "experiments" / f"{algo}.py"), "--env", env]
     cmd += ["--num-seeds", "2", "--out", str(out), *SMALL[algo]]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert result.returncode == 0, result.stderr[-2000:]
@@ -45,7 +58,7 @@ def test_script_writes_summary_and_curve(algo, tmp_path):
     assert "final return" in result.stdout
     # Progress lines from inside the compiled run, the last one at the final update.
     total = 2048 // (4 * 16)
-    assert f"{algo} Probe-4: {total}/{total} updates" in result.stdout
+    assert f"{algo} {env}: {total}/{total} updates" in result.stdout
     assert "steps/s" in result.stdout
     assert isinstance(summary["eval_return_mean"], float)
     if algo == "sarsa":

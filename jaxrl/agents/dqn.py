@@ -36,7 +36,7 @@ from jaxrl.optim import make_optimizer
 
 
 @dataclasses.dataclass(frozen=True)
-class DQNConfig(C.AgentConfig):
+class DQNConfig(C.ReplayConfig):
     num_envs: int = 10
     """Parallel environments per seed."""
     rollout_len: int = 1
@@ -49,8 +49,6 @@ class DQNConfig(C.AgentConfig):
     """Sequences sampled per gradient step."""
     learning_starts: int = 10_000
     """Env steps per seed (all envs together) before the first gradient step."""
-    gradient_steps: int = 1
-    """Gradient steps per update."""
     target_update_every: int = 50
     """Updates between target-network updates (each moves it by tau towards the online one)."""
     double: bool = True
@@ -70,45 +68,19 @@ class DQNConfig(C.AgentConfig):
 
     def check(self):
         C.check_positive(
-            "DQNConfig",
-            buffer_size=self.buffer_size,
-            minibatch_size=self.minibatch_size,
-            gradient_steps=self.gradient_steps,
-            target_update_every=self.target_update_every,
-            n_step=self.n_step,
+            "DQNConfig", target_update_every=self.target_update_every, n_step=self.n_step
         )
-        if self.buffer_size < self.minibatch_size:
-            raise ValueError(
-                f"DQNConfig.buffer_size={self.buffer_size} is smaller than "
-                f"minibatch_size={self.minibatch_size}; the buffer must hold a whole minibatch"
-            )
-        if self.learning_starts < 0 or self.first_learning_update >= self.num_updates:
-            raise ValueError(
-                f"DQNConfig.learning_starts={self.learning_starts} is not allowed; it must be "
-                f">= 0 and leave at least one update of num_envs * rollout_len = "
-                f"{self.batch_size} steps before total_steps={self.total_steps}"
-            )
         if self.buffer_size // self.num_envs < self.n_step + 1:
             raise ValueError(
                 f"DQNConfig.buffer_size={self.buffer_size} holds fewer than n_step + 1 = "
                 f"{self.n_step + 1} steps per env (num_envs={self.num_envs})"
             )
         C.check_choice("DQNConfig", "loss", self.loss, ("mse", "huber"))
-        if self.normalize_obs:
-            raise ValueError(
-                "DQNConfig.normalize_obs=True is not supported: replayed observations "
-                "would mix normaliser statistics of different ages"
-            )
         if not 0.0 <= self.priority_exponent <= 1.0:
             raise ValueError(
                 f"DQNConfig.priority_exponent={self.priority_exponent} is not allowed; "
                 "it must be in [0, 1]"
             )
-
-    @property
-    def first_learning_update(self) -> int:
-        """Index of the first update with gradient steps."""
-        return -(-self.learning_starts // self.batch_size)
 
 
 class DQNHParams(NamedTuple):
@@ -249,7 +221,7 @@ def make_train(config: DQNConfig, env: Any, env_params: Any):
             buffer_state = buffer.add(state.buffer, traj)
 
             # 2. gradient steps on replayed sequences, once learning has started
-            def gradient_step(carry, key):
+            def gradient_step(carry, key, step):
                 params, opt_state, buffer_state = carry
                 sample = buffer.sample(buffer_state, key)
                 grads, (td, q) = jax.grad(dqn_loss, has_aux=True)(
@@ -260,19 +232,12 @@ def make_train(config: DQNConfig, env: Any, env_params: Any):
                 stats = {"td_abs": jnp.abs(td).mean(), "q_mean": q.mean()}
                 return (optax.apply_updates(params, updates), opt_state, buffer_state), stats
 
-            def learn():
-                keys = jax.random.split(sample_key, config.gradient_steps)
-                carry = (state.params, state.opt_state, buffer_state)
-                carry, stats = jax.lax.scan(gradient_step, carry, keys)
-                return carry, jax.tree.map(jnp.mean, stats)
-
-            def wait():
-                zeros = {"td_abs": jnp.float32(0.0), "q_mean": jnp.float32(0.0)}
-                return (state.params, state.opt_state, buffer_state), zeros
-
-            (params, opt_state, buffer_state), stats = jax.lax.cond(
-                update >= first_learning_update, learn, wait
+            started = update >= first_learning_update
+            carry = (state.params, state.opt_state, buffer_state)
+            carry, stats = replay.gradient_steps(
+                started, gradient_step, carry, sample_key, config.gradient_steps, update
             )
+            params, opt_state, buffer_state = carry
             # 3. target network: every target_update_every updates, tau of the way
             move = (update + 1) % config.target_update_every == 0
             step = jnp.where(move, hp.tau, 0.0)

@@ -1,0 +1,154 @@
+"""SAC: losses on hand-made inputs, bad input, the temperature's pull towards the
+entropy target, and the probes with discrete and with continuous actions."""
+
+import math
+from dataclasses import replace
+from types import SimpleNamespace
+
+import agents_common as common
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import envs
+from jaxrl import replay
+from jaxrl.agents import sac
+from jaxrl.distributions import Categorical
+
+PROBE_CONFIG = sac.SACConfig(
+    num_envs=8,
+    total_steps=8 * 1500,
+    learning_starts=400,
+    buffer_size=2000,
+    minibatch_size=64,
+    hidden_sizes=(32, 32),
+    autotune=False,
+)
+# A small fixed temperature: the probes' values are then (nearly) the unregularised ones.
+PROBE_HP = sac.SACHParams(lr=1e-2, gamma=0.9, tau=0.05, alpha=0.01)
+
+
+def stub_networks(logits, q):
+    """Discrete 'networks' with fixed outputs: policy logits ``[B, A]``, critics ``[K, B, A]``."""
+    actor = SimpleNamespace(apply=lambda params, obs: Categorical(jnp.asarray(logits)))
+    critics = SimpleNamespace(apply=lambda params, obs: jnp.asarray(q), num_actions=2)
+    return SimpleNamespace(actor=actor, critics=critics)
+
+
+def batch(reward, terminated, truncated):
+    n = len(reward)
+    return replay.Experience(
+        jnp.zeros((n, 1)),
+        jnp.array([0, 1] * (n // 2), jnp.int32),
+        jnp.asarray(reward, jnp.float32),
+        jnp.asarray(terminated),
+        jnp.asarray(truncated),
+        jnp.zeros((n, 1)),
+    )
+
+
+P = np.array([0.25, 0.75])
+Q = [[[1.0, 4.0], [1.0, 4.0]], [[2.0, 3.0], [2.0, 3.0]]]  # two critics; their min is [1, 3]
+
+
+def test_discrete_soft_targets_are_exact_expectations():
+    networks = stub_networks(np.log([P, P]), Q)
+    alpha, gamma = 0.5, 0.9
+    # V(s') = sum_a pi(a) (min_i Q_i(s', a) - alpha log pi(a))
+    v = 0.25 * (1 - 0.5 * math.log(0.25)) + 0.75 * (3 - 0.5 * math.log(0.75))
+    got = sac.soft_targets(networks, None, None, alpha, batch([1.0, 2.0], [False, True],
+                           [True, False]), gamma, jax.random.key(0))  # fmt: skip
+    # truncated: bootstraps; terminated: the reward alone
+    np.testing.assert_allclose(got, [1.0 + gamma * v, 2.0], rtol=1e-6)
+
+
+def test_discrete_actor_loss_and_entropy():
+    networks = stub_networks(np.log([P, P]), Q)
+    loss, entropy = sac.actor_loss(None, networks, None, jnp.zeros((2, 1)), 0.5, None)
+    want = 0.25 * (0.5 * math.log(0.25) - 1) + 0.75 * (0.5 * math.log(0.75) - 3)
+    np.testing.assert_allclose(loss, want, rtol=1e-6)
+    np.testing.assert_allclose(entropy, -(P * np.log(P)).sum(), rtol=1e-6)
+
+
+def test_critic_loss_sums_critics_and_takes_the_replayed_action():
+    networks = stub_networks(np.zeros((2, 2)), Q)
+    # Replayed actions 0 and 1: Q_0 = [1, 4], Q_1 = [2, 3]; targets [0, 0].
+    loss, q = sac.critic_loss(None, networks, batch([0.0, 0.0], [False] * 2, [False] * 2),
+                              jnp.zeros(2))  # fmt: skip
+    np.testing.assert_allclose(q, [[1.0, 4.0], [2.0, 3.0]])
+    np.testing.assert_allclose(loss, 0.5 * (1 + 16) / 2 + 0.5 * (4 + 9) / 2)
+
+
+def test_temperature_falls_while_the_policy_is_more_random_than_the_target():
+    grad = jax.grad(sac.temperature_loss)(jnp.float32(0.0), jnp.array([1.0, 2.0]), 0.5)
+    np.testing.assert_allclose(grad, 1.5 - 0.5)  # d/d log_alpha: mean(H) - target > 0
+    grad = jax.grad(sac.temperature_loss)(jnp.float32(0.0), jnp.array([-1.0]), 0.5)
+    assert grad < 0
+
+
+def test_default_entropy_targets():
+    for name, want in [("gymnax:Pendulum-v1", -1.0), ("gymnax:CartPole-v1", 0.7 * math.log(2))]:
+        env, params = envs.make(name)
+        networks = sac.make_network(sac.SACConfig(), env, params)
+        assert sac.target_entropy(sac.SACConfig(), networks) == pytest.approx(want)
+    assert sac.target_entropy(sac.SACConfig(target_entropy=0.1), networks) == 0.1
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"buffer_size": 64, "minibatch_size": 128}, "SACConfig.buffer_size=64 is smaller"),
+        ({"total_steps": 10_000, "learning_starts": 10_000}, "learning_starts=10000 is not all"),
+        ({"num_critics": 0}, "SACConfig.num_critics=0 is not allowed"),
+        ({"normalize_obs": True}, "SACConfig.normalize_obs=True is not supported"),
+    ],
+)
+def test_bad_configs_raise_before_compiling(kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        sac.SACConfig(**kwargs)
+
+
+@pytest.mark.parametrize(
+    "field, value", [("tau", 0.0), ("tau", 1.5), ("alpha", 0.0), ("gamma", 1.5)]
+)
+def test_bad_hparams_raise(field, value):
+    with pytest.raises(ValueError, match=f"SACHParams.{field}={value} is not allowed"):
+        sac.SACHParams(**{field: value}).validate()
+
+
+@pytest.fixture(scope="module")
+def probe_runs():
+    """Probes 1-5, discrete and continuous, 2 seeds each."""
+    # With a single action and obs 0, a ReLU critic is its output bias alone (the hidden
+    # units sit at 0, where ReLU has no gradient): Adam moves it at most lr per step, so
+    # discrete Probe-1 needs more updates to reach V = 10.
+    longer = replace(PROBE_CONFIG, total_steps=8 * 2500)
+    runs = {
+        (index, continuous): (index, longer if index == 1 and not continuous else PROBE_CONFIG,
+                              continuous)
+        for index in range(1, 6)
+        for continuous in (False, True)
+    }  # fmt: skip
+    return common.train_probes(sac, runs, PROBE_HP)
+
+
+@pytest.mark.parametrize("continuous", [False, True], ids=["discrete", "continuous"])
+def test_probes(probe_runs, continuous):
+    runs = {index: probe_runs[index, continuous] for index in range(1, 6)}
+    common.check_probe1_value(runs[1], atol=1.0)  # bootstraps through truncation
+    common.check_probe2_value(runs[2], atol=0.2)
+    common.check_probe3_value(runs[3], atol=0.15)
+    if continuous:
+        common.check_continuous_probe4_and_5_actions(runs[4], runs[5], atol=0.1)
+    else:
+        common.check_probe4_and_5_actions(runs[4], runs[5], min_prob=0.9)
+
+
+def test_temperature_brings_entropy_to_its_target():
+    # Probe-4 pays for action 1: without a temperature the policy would become greedy
+    # (entropy 0); tuned, its entropy settles at the target instead.
+    config = replace(PROBE_CONFIG, autotune=True, target_entropy=0.3)
+    run = common.train_probes(sac, {4: (4, config)}, PROBE_HP._replace(alpha=1.0))[4]
+    entropy = np.asarray(run.metrics["entropy"][:, -100:]).mean(1)
+    np.testing.assert_allclose(entropy, 0.3, atol=0.1)
