@@ -15,6 +15,7 @@ import envs
 from jaxrl import replay
 from jaxrl.agents import sac
 from jaxrl.distributions import Categorical
+from jaxrl.experiment import final_returns
 
 PROBE_CONFIG = sac.SACConfig(
     num_envs=8,
@@ -152,3 +153,22 @@ def test_temperature_brings_entropy_to_its_target():
     run = common.train_probes(sac, {4: (4, config)}, PROBE_HP._replace(alpha=1.0))[4]
     entropy = np.asarray(run.metrics["entropy"][:, -100:]).mean(1)
     np.testing.assert_allclose(entropy, 0.3, atol=0.1)
+
+
+def test_infinite_action_bounds_raise():
+    class Unbounded(envs.Wrapper):
+        def action_space(self, params):
+            return envs.spaces.Box(-jnp.inf, jnp.inf, (1,), jnp.float32)
+
+    env, params = envs.make("ContinuousProbe-4")
+    with pytest.raises(ValueError, match="SAC needs finite action bounds"):
+        sac.make_train(PROBE_CONFIG, Unbounded(env), params)
+
+
+@pytest.mark.slow
+def test_sac_pendulum_50k():
+    env, params = envs.make("gymnax:Pendulum-v1")
+    config = sac.SACConfig(total_steps=50_000, hidden_sizes=(64, 64), learning_starts=1000)
+    train = jax.jit(jax.vmap(sac.make_train(config, env, params), in_axes=(0, None)))
+    _, metrics = train(jax.random.split(jax.random.key(0), 4), sac.SACHParams(lr=1e-3))
+    assert final_returns(metrics).mean() >= -250, final_returns(metrics)

@@ -13,6 +13,7 @@ import pytest
 import envs
 from jaxrl import replay
 from jaxrl.agents import td3
+from jaxrl.experiment import final_returns
 
 PROBE_CONFIG = td3.TD3Config(
     num_envs=8,
@@ -131,3 +132,12 @@ def test_ddpg_probes(probe_runs):
     common.check_probe1_value(ddpg[1], atol=1.0)
     _, action = common.values_and_probs(ddpg[5], jnp.array([[-1.0], [1.0]]))
     np.testing.assert_allclose(action[..., 0], [[-0.5, 0.5]] * 2, atol=0.1)
+
+
+@pytest.mark.slow
+def test_td3_pendulum_50k():
+    env, params = envs.make("gymnax:Pendulum-v1")
+    config = td3.TD3Config(total_steps=50_000, hidden_sizes=(64, 64), learning_starts=1000)
+    train = jax.jit(jax.vmap(td3.make_train(config, env, params), in_axes=(0, None)))
+    _, metrics = train(jax.random.split(jax.random.key(0), 4), td3.TD3HParams(lr=1e-3))
+    assert final_returns(metrics).mean() >= -250, final_returns(metrics)
