@@ -22,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import envs
+from jaxrl import parallel
 from jaxrl.evaluate import evaluate
 from jaxrl.progress import Progress
 
@@ -96,22 +97,30 @@ def run(
     env_overrides: dict[str, Any] | None = None,
     make_policy: Callable | None = None,
     eval_episodes: int = 32,
+    devices: int | None = None,
 ) -> dict[str, Any]:
     """Train ``num_seeds`` seeds in one compiled call and write the run directory.
 
     With ``make_policy`` (an agent's ``make_policy(config, env, env_params, state,
     deterministic)`` returning ``act(key, obs)``), each seed's final policy is then
     evaluated greedily on ``eval_episodes`` episodes, the same eval keys for every seed.
+    The seeds are split over ``devices`` local devices (``jaxrl.parallel``; None: the
+    most that divide ``num_seeds``).
     """
     if num_seeds < 1:
         raise ValueError(f"num_seeds={num_seeds} is not allowed; it must be >= 1")
+    devices = parallel.devices_for(num_seeds, devices)
     hparams.validate()
     env, env_params = envs.make(env_name, **(env_overrides or {}))
     train = make_train(config, env, env_params)
     keys = jax.random.split(jax.random.key(seed), num_seeds)
-    print(f"{algo} on {env_name}: {num_seeds} seeds x {config.total_steps:,} steps, compiling ...")
+    print(
+        f"{algo} on {env_name}: {num_seeds} seeds x {config.total_steps:,} steps on "
+        f"{devices} {jax.default_backend()} device(s), compiling ..."
+    )
     start = time.perf_counter()
-    compiled = jax.jit(jax.vmap(train, in_axes=(0, None))).lower(keys, hparams).compile()
+    sharded = parallel.shard_runs(train, num_seeds, (0, None), devices)
+    compiled = sharded.lower(keys, hparams).compile()
     compile_seconds = time.perf_counter() - start
     print(f"compiled in {compile_seconds:.1f} s; training ...")
     start = time.perf_counter()
@@ -168,6 +177,7 @@ def run(
         "jax_version": jax.__version__,
         "backend": jax.default_backend(),
         "device_count": jax.device_count(),
+        "devices_used": devices,
         "cpu_count": os.cpu_count(),
         "config": dataclasses.asdict(config),
         "hparams": {k: float(v) for k, v in hparams._asdict().items()},
@@ -190,6 +200,8 @@ class RunArgs:
     """Seeds trained in parallel (one vmap)."""
     seed: int = 0
     """Seed of the first key; seeds are split from it."""
+    devices: int | None = None
+    """Local devices to split the seeds over; None: the most that divide num_seeds."""
 
 
 def main(
@@ -220,5 +232,5 @@ def main(
     steps_per_update = args.config.num_envs * args.config.rollout_len
     return run(
         algo, make_train, args.config, args.hparams, args.env, args.num_seeds, args.seed, args.out,
-        steps_per_update=steps_per_update, make_policy=make_policy,
+        steps_per_update=steps_per_update, make_policy=make_policy, devices=args.devices,
     )  # fmt: skip

@@ -39,15 +39,17 @@ _lock = threading.Lock()
 
 
 def _to_host(update: Any, metrics: dict[str, Any]) -> None:
+    # Devices report from their own threads: one report at a time.
     with _lock:
-        bar = _active[-1] if _active else None
-    if bar is not None:
-        bar.report(int(np.asarray(update).reshape(-1)[0]), metrics)
+        if _active:
+            _active[-1].report(int(np.asarray(update).reshape(-1)[0]), metrics)
 
 
 @jax.custom_batching.custom_vmap
 def _report(update: jax.Array, metrics: dict[str, jax.Array]) -> jax.Array:
-    jax.debug.callback(_to_host, update, metrics)
+    # partitioned: when runs are sharded over devices (jaxrl.parallel), each device
+    # reports its own runs and Progress adds the shares up; no all-gather in the run.
+    jax.debug.callback(_to_host, update, metrics, partitioned=True)
     return update
 
 
@@ -126,6 +128,8 @@ class Progress:
         self._bar = None
         self._next_line = 0.1
         self._first: tuple[float, int] | None = None  # (time, update) of the first report
+        # update -> (runs reported, return sum, episodes) while devices' shares arrive
+        self._partial: dict[int, tuple[int, float, float]] = {}
 
     def __enter__(self) -> Progress:
         if getattr(self.stream, "isatty", lambda: False)():
@@ -162,14 +166,22 @@ class Progress:
         return text
 
     def report(self, update: int, metrics: dict[str, Any]) -> None:
-        """Called from the compiled run with every run's metrics of one update."""
+        """Called from the compiled run with the metrics of one update: of every run, or
+        of one device's share of the runs (then shown once all ``num_runs`` have reported)."""
+        runs = int(np.size(next(iter(metrics.values())))) if metrics else self.num_runs
+        seen, returns, episodes = self._partial.pop(update, (0, 0.0, 0.0))
+        seen += runs
+        if "episodes" in metrics:
+            returns += float(np.sum(metrics["episode_return_sum"]))
+            episodes += float(np.sum(metrics["episodes"]))
+        if seen < self.num_runs:
+            self._partial[update] = (seen, returns, episodes)
+            return
         if self._first is None:
             self._first = (time.perf_counter(), update)
         self.updates_seen = update
-        if "episodes" in metrics:
-            count = float(np.sum(metrics["episodes"]))
-            if count > 0:
-                self.history.append((update, float(np.sum(metrics["episode_return_sum"])) / count))
+        if episodes > 0:
+            self.history.append((update, returns / episodes))
         if self._bar is not None:
             self._bar.update(self._task, completed=update, status=self.status())
         elif update >= self._next_line * self.num_updates or update == self.num_updates:

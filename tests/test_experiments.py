@@ -73,3 +73,12 @@ def test_script_rejects_bad_config_before_compiling(tmp_path):
     assert result.returncode != 0
     assert "num_minibatches=3 does not divide" in result.stderr
     assert not (tmp_path / "summary.json").exists()
+
+
+def test_script_rejects_devices_that_do_not_split_the_seeds(tmp_path):
+    cmd = [sys.executable, str(ROOT / "experiments" / "dqn.py"), "--out", str(tmp_path)]
+    cmd += ["--num-seeds", "2", "--devices", "3"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    assert "devices=3 does not divide the number of runs (2)" in result.stderr
+    assert not (tmp_path / "summary.json").exists()
