@@ -1,17 +1,35 @@
-"""Training speed against rejax, same algorithm, hyperparameters, env and machine.
+"""Training speed against rejax: same algorithm, hyperparameters, env and machine.
 
-PPO on gymnax CartPole-v1 (4 envs x 128 steps, 4 epochs, 4 minibatches, 500k
-steps), 1 seed and 8 vmapped seeds, jaxrl and rejax 0.1.3 in one process.
-Compile time is reported apart (``jit(...).lower().compile()``), runs are the
-median of ``--repeats``. Both libraries train without in-loop evaluation and
-are then evaluated the same way: 128 episodes of each seed's final policy
-(sampled actions, as rejax's ``act`` samples).
+On gymnax CartPole-v1, jaxrl and rejax 0.1.3 in one process:
+- PPO: 4 envs x 128 steps, 4 epochs, 4 minibatches, 500k steps;
+- DQN, PQN, discrete SAC: rejax's shipped CartPole configs (configs/gymnax/
+  cartpole.yaml: DQN 100k steps, 10 envs, dueling swish (64, 64), 5 gradient
+  steps of 100 per env step, Polyak 0.98; PQN 524,288 steps, 16 envs x 128, 5
+  epochs x 16 minibatches, LayerNorm; SAC 50k steps, 5 envs, 2 gradient steps of
+  256, Polyak 0.95, target entropy 0.7 log 2), mirrored field by field.
+
+Each at 1 seed and ``--seeds`` vmapped seeds; with several local devices (on a
+CPU host: ``XLA_FLAGS=--xla_force_host_platform_device_count=2`` for 2 cores),
+the multi-seed runs are also timed split over the devices (``jaxrl.parallel``,
+applied to both libraries' train functions alike). Compile time is reported
+apart (``jit(...).lower().compile()``); runs are the median of ``--repeats``
+after a warm-up call, or a single call for runs over 20 s. Training runs
+without in-loop evaluation; each seed's final policy is then evaluated the same
+way for both libraries, 128 episodes (policies sample; the Q-learners act
+greedily for jaxrl and with rejax's epsilon 0.005 for rejax).
+
+Differences that stay: rejax's DQN and PQN clip gradients element-wise
+(``optax.clip``), jaxrl by global norm; rejax bootstraps on ``done``, jaxrl only
+through truncation; rejax's SAC moves its target critics once per env step,
+jaxrl once per gradient step (both by the same Polyak factor).
 
 rejax needs ``pip install -e ".[bench]"``; it unpacks gymnax's old 5-value
 ``step``, so it gets ``gymnax.wrappers.LegacyStepAPIWrapper`` (subclassed so
 that rejax's ``deepcopy`` of its config does not recurse forever).
 
     python experiments/bench_train.py --out runs/bench-train
+    XLA_FLAGS=--xla_force_host_platform_device_count=2 \
+        python experiments/bench_train.py --algos dqn --out runs/bench-dqn
 """
 
 import dataclasses
@@ -19,7 +37,9 @@ import json
 import os
 import statistics
 import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import gymnax
 import jax
@@ -29,24 +49,26 @@ import tyro
 from gymnax.wrappers.compat import LegacyStepAPIWrapper
 
 import envs
-from jaxrl.agents import ppo
+from jaxrl import parallel
+from jaxrl.agents import dqn, ppo, pqn, sac
 from jaxrl.evaluate import evaluate
 from jaxrl.experiment import final_returns
+
+ENV = "gymnax:CartPole-v1"
+LONG = 20.0
+"""Seconds beyond which a run is timed once (see ``time_compiled``)."""
 
 
 @dataclasses.dataclass(frozen=True)
 class Args:
     out: Path
     """Directory for bench_train.json and summary.json."""
-    seeds: tuple[int, ...] = (1, 8)
+    algos: tuple[str, ...] = ("ppo", "dqn", "pqn", "sac")
+    """Algorithms to measure."""
+    seeds: tuple[int, ...] = (1, 16)
     """Numbers of vmapped seeds to measure."""
-    total_steps: int = 500_000
     repeats: int = 3
     """Timed runs per measurement (median reported)."""
-
-
-CONFIG = ppo.PPOConfig(num_envs=4, rollout_len=128, num_epochs=4, num_minibatches=4)
-HPARAMS = ppo.PPOHParams(lr=2.5e-4, gamma=0.99, gae_lambda=0.95, clip_eps=0.2, ent_coef=0.01)
 
 
 class _LegacyStep(LegacyStepAPIWrapper):
@@ -56,11 +78,88 @@ class _LegacyStep(LegacyStepAPIWrapper):
         return super().__getattr__(name)
 
 
-def time_compiled(fn, *args, repeats):
+class Algo(NamedTuple):
+    """One algorithm in both libraries, with the same hyperparameters."""
+
+    module: Any  # the jaxrl agent
+    config: Any
+    hparams: Any
+    stochastic_eval: bool  # jaxrl policy samples (as rejax's does) or acts greedily
+    rejax: Callable[[], Any]  # builds the rejax algorithm (no in-loop evaluation)
+
+
+def _rejax(name: str, total_steps: int, **kwargs) -> Any:
+    import rejax
+
+    env, params = gymnax.make("CartPole-v1")
+    algo = rejax.get_algo(name).create(
+        env=_LegacyStep(env),
+        env_params=params,
+        total_timesteps=total_steps,
+        eval_freq=total_steps,
+        skip_initial_evaluation=True,
+        **kwargs,
+    )
+    return algo.replace(eval_callback=lambda algo, ts, rng: jnp.zeros(()))
+
+
+PPO_CONFIG = ppo.PPOConfig(num_envs=4, rollout_len=128, num_epochs=4, num_minibatches=4)
+PPO_HP = ppo.PPOHParams(lr=2.5e-4, gamma=0.99, gae_lambda=0.95, clip_eps=0.2, ent_coef=0.01)
+DQN_CONFIG = dqn.DQNConfig(
+    num_envs=10, total_steps=100_000, hidden_sizes=(64, 64), activation="silu",
+    dueling=True, double=True, buffer_size=50_000, learning_starts=5_000,
+    minibatch_size=100, gradient_steps=5, target_update_every=1,
+)  # fmt: skip
+DQN_HP = dqn.DQNHParams(lr=1e-3, tau=0.02, max_grad_norm=10.0, eps_decay_fraction=0.5)
+PQN_CONFIG = pqn.PQNConfig(
+    num_envs=16, rollout_len=128, total_steps=524_288, num_epochs=5, num_minibatches=16,
+    anneal_lr=False,
+)  # fmt: skip
+PQN_HP = pqn.PQNHParams(lr=3e-4, td_lambda=0.9, eps_decay_fraction=0.5, max_grad_norm=10.0)
+SAC_CONFIG = sac.SACConfig(
+    num_envs=5, total_steps=50_000, hidden_sizes=(64, 64), activation="tanh",
+    buffer_size=10_000, learning_starts=1_000, minibatch_size=256, gradient_steps=2,
+)  # fmt: skip
+SAC_HP = sac.SACHParams(lr=1e-3, tau=0.05, alpha=1.0)
+
+ALGOS = {
+    "ppo": Algo(ppo, PPO_CONFIG, PPO_HP, True, lambda: _rejax(
+        "ppo", PPO_CONFIG.total_steps, num_envs=4, num_steps=128, num_epochs=4,
+        num_minibatches=4, learning_rate=2.5e-4, gamma=0.99, gae_lambda=0.95, clip_eps=0.2,
+        ent_coef=0.01, vf_coef=PPO_HP.vf_coef, max_grad_norm=PPO_HP.max_grad_norm,
+    )),
+    "dqn": Algo(dqn, DQN_CONFIG, DQN_HP, False, lambda: _rejax(
+        "dqn", DQN_CONFIG.total_steps, agent="DuelingQNetwork",
+        agent_kwargs={"activation": "swish"}, num_envs=10, buffer_size=50_000,
+        fill_buffer=5_000, batch_size=100, max_grad_norm=10, learning_rate=1e-3,
+        num_epochs=5, polyak=0.98, eps_start=1, eps_end=0.05, exploration_fraction=0.5,
+        gamma=0.99, ddqn=True,
+    )),
+    "pqn": Algo(pqn, PQN_CONFIG, PQN_HP, False, lambda: _rejax(
+        "pqn", PQN_CONFIG.total_steps, num_envs=16, num_steps=128, num_minibatches=16,
+        max_grad_norm=10, learning_rate=3e-4, num_epochs=5, eps_start=1, eps_end=0.05,
+        exploration_fraction=0.5, gamma=0.99, td_lambda=0.9,
+    )),
+    "sac": Algo(sac, SAC_CONFIG, SAC_HP, True, lambda: _rejax(
+        "sac", SAC_CONFIG.total_steps, agent_kwargs={"activation": "tanh"}, num_envs=5,
+        buffer_size=10_000, fill_buffer=1_000, batch_size=256, learning_rate=1e-3,
+        num_epochs=2, gamma=0.99, polyak=0.95, target_entropy_ratio=0.7,
+    )),
+}  # fmt: skip
+
+
+def time_compiled(jitted, *args, repeats):
+    """Compile time, and the median run time of ``repeats`` calls after a warm-up
+    call; runs longer than ``LONG`` seconds are timed once, warm-up included (first-call
+    overhead is then well under 1% of the run)."""
     start = time.perf_counter()
-    compiled = jax.jit(fn).lower(*args).compile()
+    compiled = jitted.lower(*args).compile()
     compile_seconds = time.perf_counter() - start
-    out = jax.block_until_ready(compiled(*args))  # warm-up
+    start = time.perf_counter()
+    out = jax.block_until_ready(compiled(*args))
+    first = time.perf_counter() - start
+    if first > LONG:
+        return out, compile_seconds, first
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
@@ -69,121 +168,128 @@ def time_compiled(fn, *args, repeats):
     return out, compile_seconds, statistics.median(times)
 
 
-def bench_jaxrl(keys, config, repeats):
-    env, params = envs.make("gymnax:CartPole-v1")
-    train = jax.vmap(ppo.make_train(config, env, params), in_axes=(0, None))
-    (state, metrics), compile_s, run_s = time_compiled(train, keys, HPARAMS, repeats=repeats)
-    eval_env, _ = envs.make("gymnax:CartPole-v1", autoreset=False)
+def eval_returns(act_of_state, states, num_seeds):
+    """128 episodes of each seed's final policy, the same keys for both libraries."""
+    episode_env, params = envs.make(ENV, autoreset=False)
 
     def eval_seed(state, key):
-        act = ppo.make_policy(config, env, params, state, deterministic=False)
-        return evaluate(eval_env, params, act, key, 128, 500).mean()
+        return evaluate(episode_env, params, act_of_state(state), key, 128, 500).mean()
 
-    evals = jax.jit(jax.vmap(eval_seed))(state, jax.random.split(jax.random.key(99), len(keys)))
-    return compile_s, run_s, final_returns(metrics), np.asarray(evals)
+    keys = jax.random.split(jax.random.key(99), num_seeds)
+    return np.asarray(jax.jit(jax.vmap(eval_seed))(states, keys))
 
 
-def bench_rejax(keys, total_steps, repeats):
-    from rejax import PPO
+def bench_jaxrl(algo: Algo, keys, devices, repeats):
+    env, params = envs.make(ENV)
+    train = algo.module.make_train(algo.config, env, params)
+    jitted = parallel.shard_runs(train, len(keys), (0, None), devices)
+    (state, metrics), compile_s, run_s = time_compiled(jitted, keys, algo.hparams, repeats=repeats)
 
-    env, params = gymnax.make("CartPole-v1")
-    algo = PPO.create(
-        env=_LegacyStep(env),
-        env_params=params,
-        num_envs=CONFIG.num_envs,
-        num_steps=CONFIG.rollout_len,
-        num_epochs=CONFIG.num_epochs,
-        num_minibatches=CONFIG.num_minibatches,
-        total_timesteps=total_steps,
-        learning_rate=HPARAMS.lr,
-        gamma=HPARAMS.gamma,
-        gae_lambda=HPARAMS.gae_lambda,
-        clip_eps=HPARAMS.clip_eps,
-        ent_coef=HPARAMS.ent_coef,
-        vf_coef=HPARAMS.vf_coef,
-        max_grad_norm=HPARAMS.max_grad_norm,
-        eval_freq=total_steps,
-        skip_initial_evaluation=True,
-    )
-    # No evaluation inside the timed run; both libraries are evaluated afterwards.
-    algo = algo.replace(eval_callback=lambda algo, ts, rng: jnp.zeros(()))
-    train = jax.vmap(algo.train)
-    (ts, _), compile_s, run_s = time_compiled(train, keys, repeats=repeats)
+    def act_of_state(state):
+        return algo.module.make_policy(algo.config, env, params, state, not algo.stochastic_eval)
 
-    def eval_seed(ts, key):
-        act = jax.vmap(algo.make_act(ts))
-        episode_env = envs.make("gymnax:CartPole-v1", autoreset=False)[0]
-        return evaluate(
-            episode_env,
-            params,
-            lambda k, obs: act(obs, jax.random.split(k, obs.shape[0])),
-            key,
-            128,
-            500,
-        ).mean()
+    return compile_s, run_s, final_returns(metrics), eval_returns(act_of_state, state, len(keys))
 
-    evals = jax.jit(jax.vmap(eval_seed))(ts, jax.random.split(jax.random.key(99), len(keys)))
-    return compile_s, run_s, None, np.asarray(evals)
+
+def bench_rejax(algo: Algo, keys, devices, repeats):
+    rejax_algo = algo.rejax()
+    jitted = parallel.shard_runs(rejax_algo.train, len(keys), (0,), devices)
+    (ts, _), compile_s, run_s = time_compiled(jitted, keys, repeats=repeats)
+
+    def act_of_state(ts):
+        act = jax.vmap(rejax_algo.make_act(ts))
+        return lambda key, obs: act(obs, jax.random.split(key, obs.shape[0]))
+
+    return compile_s, run_s, None, eval_returns(act_of_state, ts, len(keys))
+
+
+def measure(args: Args) -> list[dict[str, Any]]:
+    rows = []
+    for name in args.algos:
+        algo = ALGOS[name]
+        for n in args.seeds:
+            keys = jax.random.split(jax.random.key(0), n)
+            device_counts = sorted({1, parallel.devices_for(n)})
+            for devices in device_counts:
+                for library, bench in (("jaxrl", bench_jaxrl), ("rejax", bench_rejax)):
+                    compile_s, run_s, train_returns, evals = bench(
+                        algo, keys, devices, args.repeats
+                    )
+                    steps = algo.config.total_steps
+                    rows.append({
+                        "library": library, "algo": name, "env": ENV, "num_seeds": n,
+                        "devices": devices, "total_env_steps": steps,
+                        "compile_seconds": compile_s, "run_seconds": run_s,
+                        "env_steps_per_second": n * steps / run_s,
+                        "final_return_mean": None if train_returns is None
+                        else float(np.nanmean(train_returns)),
+                        "eval_return_mean": float(evals.mean()),
+                        "eval_return_per_seed": evals.tolist(),
+                    })  # fmt: skip
+                    print(
+                        f"{name:<4} {library:<6} {n:>2} seeds {devices} device(s)  compile "
+                        f"{compile_s:5.1f} s  run {run_s:7.2f} s  eval return {evals.mean():6.1f}",
+                        flush=True,
+                    )
+    return rows
+
+
+def ratios_of(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Per algorithm, seeds and devices: jaxrl's speed-up over rejax and compile ratio;
+    per algorithm and library: the cost of n seeds relative to 1 seed."""
+
+    def row(library, algo, n, devices):
+        return next(
+            (r for r in rows if (r["library"], r["algo"], r["num_seeds"], r["devices"])
+             == (library, algo, n, devices)), None,
+        )  # fmt: skip
+
+    ratios: dict[str, Any] = {}
+    for r in rows:
+        if r["library"] != "jaxrl":
+            continue
+        algo, n, devices = r["algo"], r["num_seeds"], r["devices"]
+        theirs = row("rejax", algo, n, devices)
+        entry = {
+            "run_speedup_vs_rejax": theirs["run_seconds"] / r["run_seconds"],
+            "compile_ratio_vs_rejax": r["compile_seconds"] / theirs["compile_seconds"],
+        }
+        for library, ours in (("jaxrl", r), ("rejax", theirs)):
+            single = row(library, algo, 1, 1)
+            if single is not None and n > 1:
+                entry[f"{library}_cost_vs_1_seed"] = ours["run_seconds"] / single["run_seconds"]
+        ratios[f"{algo}/{n}_seeds/{devices}_devices"] = entry
+        print(f"{algo} {n} seeds {devices} device(s): " + "  ".join(
+            f"{k} {v:.2f}" for k, v in entry.items()))  # fmt: skip
+    return ratios
 
 
 def main(args: Args) -> None:
+    unknown = set(args.algos) - set(ALGOS)
+    if unknown:
+        raise ValueError(f"--algos {sorted(unknown)} not allowed; choose from {sorted(ALGOS)}")
     args.out.mkdir(parents=True, exist_ok=True)
-    config = dataclasses.replace(CONFIG, total_steps=args.total_steps)
-    rows = []
-    for n in args.seeds:
-        keys = jax.random.split(jax.random.key(0), n)
-        for library, run in (
-            ("jaxrl", lambda keys: bench_jaxrl(keys, config, args.repeats)),
-            ("rejax", lambda keys: bench_rejax(keys, args.total_steps, args.repeats)),
-        ):
-            compile_s, run_s, train_returns, evals = run(keys)
-            row = {
-                "library": library,
-                "algo": "ppo",
-                "env": "gymnax:CartPole-v1",
-                "num_seeds": n,
-                "total_env_steps": args.total_steps,
-                "compile_seconds": compile_s,
-                "run_seconds": run_s,
-                "env_steps_per_second": n * args.total_steps / run_s,
-                "final_return_mean": None if train_returns is None else float(train_returns.mean()),
-                "eval_return_mean": float(evals.mean()),
-                "eval_return_per_seed": evals.tolist(),
-            }
-            rows.append(row)
-            print(
-                f"{library:<6} {n:>2} seeds  compile {compile_s:5.1f} s  run {run_s:6.2f} s  "
-                f"eval return {evals.mean():6.1f}"
-            )
-    ratios = {}
-    for n in args.seeds:
-        ours, theirs = (
-            next(r for r in rows if r["library"] == lib and r["num_seeds"] == n)
-            for lib in ("jaxrl", "rejax")
-        )
-        ratios[f"{n}_seeds"] = {
-            "run_speedup_vs_rejax": theirs["run_seconds"] / ours["run_seconds"],
-            "compile_ratio_vs_rejax": ours["compile_seconds"] / theirs["compile_seconds"],
-        }
-        speedup = ratios[f"{n}_seeds"]["run_speedup_vs_rejax"]
-        print(f"{n} seeds: jaxrl runs {speedup:.2f}x faster than rejax")
+    rows = measure(args)
+    ratios = ratios_of(rows)
     meta = {
         "jax_version": jax.__version__,
         "backend": jax.default_backend(),
         "device_count": jax.device_count(),
         "cpu_count": os.cpu_count(),
     }
-    (args.out / "bench_train.json").write_text(
-        json.dumps({"rows": rows, "ratios": ratios, **meta}, indent=2)
-    )
-    summary = {
-        "script": "bench_train",
-        "config": dataclasses.asdict(config),
-        "hparams": HPARAMS._asdict(),
-        "ratios": ratios,
-        **meta,
-    }
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
+    configs = {
+        name: {"config": dataclasses.asdict(ALGOS[name].config),
+               "hparams": ALGOS[name].hparams._asdict()}
+        for name in args.algos
+    }  # fmt: skip
+    # Written at the end only: an interrupted benchmark leaves no partial results.
+    for filename, content in (
+        ("bench_train.json", {"rows": rows, "ratios": ratios, **meta}),
+        ("summary.json", {"script": "bench_train", "algos": configs, "ratios": ratios, **meta}),
+    ):
+        tmp = args.out / f"{filename}.tmp"
+        tmp.write_text(json.dumps(content, indent=2))
+        tmp.replace(args.out / filename)
 
 
 if __name__ == "__main__":
