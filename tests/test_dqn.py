@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import envs
+from envs import inventory
 from jaxrl import replay
 from jaxrl.agents import dqn
 from jaxrl.exploration import linear_epsilon
@@ -181,3 +182,41 @@ def test_prioritised_replay_favours_large_errors_and_corrects_for_it():
     favoured = np.asarray(sample.experience.obs[:, 0, 0]) == 5.0
     np.testing.assert_allclose(weights[~favoured], 1.0, rtol=1e-5)
     np.testing.assert_allclose(weights[favoured], (1 / 9) ** 0.5, rtol=1e-4)
+
+
+def expected_profit(model, actions: np.ndarray, horizon: int) -> float:
+    """Exact expected total profit of the stationary policy ``actions [S]`` over
+    ``horizon`` periods from the reset state, by backward recursion on the model."""
+    P, R = np.asarray(model.P, np.float64), np.asarray(model.R, np.float64)
+    rows = np.arange(len(actions))
+    value = np.zeros(len(actions))
+    for _ in range(horizon):
+        value = R[rows, actions] + P[rows, actions] @ value
+    return float(value[int(model.initial_state)])
+
+
+def optimal_profit(model, horizon: int) -> float:
+    """The optimum: value iteration over the finite horizon (backward induction, no
+    discount), the best any policy, stationary or not, can expect."""
+    P, R = np.asarray(model.P, np.float64), np.asarray(model.R, np.float64)
+    value = np.zeros(P.shape[0])
+    for _ in range(horizon):
+        value = (R + P @ value).max(axis=1)
+    return float(value[int(model.initial_state)])
+
+
+@pytest.mark.slow
+def test_dqn_inventory_within_10_percent_of_optimum():
+    env, params = envs.make("Inventory")
+    model = inventory.tabular_model(params)
+    config = dqn.DQNConfig(total_steps=200_000, learning_starts=5_000, buffer_size=20_000)
+    hp = dqn.DQNHParams(lr=1e-3, gamma=0.9, eps_decay_fraction=0.3)
+    train = jax.jit(jax.vmap(dqn.make_train(config, env, params), in_axes=(0, None)))
+    state, _ = train(jax.random.split(jax.random.key(0), 8), hp)
+    # Each seed's greedy policy on every stock level, valued exactly on the model.
+    obs = jnp.asarray(model.states, jnp.float32)
+    q = jax.vmap(dqn.make_network(config, env, params).apply, in_axes=(0, None))(state.params, obs)
+    profits = [expected_profit(model, np.asarray(a), 100) for a in q.argmax(-1)]
+    optimum = optimal_profit(model, 100)
+    assert optimum > 0
+    assert np.mean(profits) >= 0.9 * optimum, (profits, optimum)
