@@ -283,7 +283,7 @@ def actor_critics(
     if not spec.discrete:
         space = env.action_space(env_params)
         bounds = (space.low, space.high)
-        # Bounds computed from traced env params (a vmap over params) are checked by no one.
+        # Bounds that depend on traced env params (a vmap over params) cannot be checked here.
         concrete = not any(isinstance(b, jax.core.Tracer) for b in bounds)
         if concrete and not all(np.isfinite(np.asarray(b)).all() for b in bounds):
             raise ValueError(

@@ -104,7 +104,9 @@ class Progress:
     Args:
         num_updates: updates per run (the bar's total).
         steps_per_update: env steps per update and run.
-        num_runs: runs trained together (seeds x hyperparameters), for steps/s.
+        num_runs: runs trained together (seeds x hyperparameters), for steps/s; when
+            the runs are split over devices, a report is shown once shares covering
+            ``num_runs`` runs have arrived.
         description: the bar's label.
         stream: where plain lines go when it is not a terminal (default stdout).
     """
