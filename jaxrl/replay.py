@@ -23,6 +23,7 @@ import flashbax as fbx
 import jax
 import jax.numpy as jnp
 
+from jaxrl import rollout
 from jaxrl.rollout import Transition
 
 
@@ -153,3 +154,53 @@ def gradient_steps(
         return carry, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
 
     return jax.lax.cond(started, learn, wait)
+
+
+class OffPolicyLoop:
+    """One update of an actor-critic that learns from replay (SAC, TD3), written once:
+
+    1. every env takes ``config.rollout_len`` steps with ``act``, added to the buffer;
+    2. from update ``config.first_learning_update`` on, ``config.gradient_steps``
+       calls of ``learn_step(learner, batch, key, step) -> (learner, stats)`` on
+       minibatches of single transitions ``batch [B, ...]`` sampled uniformly.
+
+    Args (static): the batched env and its params, the ``Replay`` (sequences of
+    one step) and the agent's ``ReplayConfig``.
+    """
+
+    def __init__(self, venv: Any, env_params: Any, buffer: Replay, config: Any):
+        self.venv, self.env_params, self.buffer, self.config = venv, env_params, buffer, config
+
+    def started(self, update: jax.Array) -> jax.Array:
+        """Whether update ``update`` learns (and its actions come from the policy)."""
+        return update >= self.config.first_learning_update
+
+    def update(
+        self,
+        act: Any,
+        learn_step: Any,
+        learner: Any,
+        env_carry: Any,
+        buffer_state: Any,
+        key: jax.Array,
+        update: jax.Array,
+    ) -> tuple[Any, Any, Any, dict[str, jax.Array]]:
+        """``(learner, env_carry, buffer_state, metrics)`` after update number ``update``;
+        ``act`` is a ``rollout.ActFn``."""
+        rollout_key, learn_key = jax.random.split(key)
+        env_carry, _, traj = rollout.collect(
+            self.venv, self.env_params, act, rollout_key, env_carry, self.config.rollout_len
+        )
+        buffer_state = self.buffer.add(buffer_state, traj)
+
+        def gradient_step(learner, key, step):
+            sample_key, step_key = jax.random.split(key)
+            sample = self.buffer.sample(buffer_state, sample_key).experience
+            batch = jax.tree.map(lambda x: x[:, 0], sample)  # sequences of one step
+            return learn_step(learner, batch, step_key, step)
+
+        learner, stats = gradient_steps(
+            self.started(update), gradient_step, learner, learn_key,
+            self.config.gradient_steps, update,
+        )  # fmt: skip
+        return learner, env_carry, buffer_state, stats | rollout.episode_metrics(traj)

@@ -215,8 +215,8 @@ def make_train(config: SACConfig, env: Any, env_params: Any):
     )
     obs_space = venv.observation_space(env_params)
     buffer = replay.Replay(config.num_envs, config.buffer_size, config.minibatch_size)
+    loop = replay.OffPolicyLoop(venv, env_params, buffer, config)
     entropy_target = target_entropy(config, networks)
-    first_learning_update = config.first_learning_update
 
     def train(key: jax.Array, hp: SACHParams) -> tuple[SACState, dict[str, jax.Array]]:
         hp.validate()
@@ -236,42 +236,23 @@ def make_train(config: SACConfig, env: Any, env_params: Any):
         )
 
         def update_step(state: SACState, update: jax.Array):
-            key, rollout_key, learn_key = jax.random.split(state.key, 3)
-            started = update >= first_learning_update
+            key, step_key = jax.random.split(state.key)
 
-            def act(key, obs, first, carry):
+            def act(key, obs, first, carry):  # uniformly random until learning starts
                 policy_key, random_key = jax.random.split(key)
                 action = networks.actor.apply(state.params["actor"], obs).sample(policy_key)
                 random = uniform_actions(
                     random_key, config.num_envs, networks.critics.num_actions,
                     networks.actor.action_dim,
                 )  # fmt: skip
-                return jnp.where(started, action, random), None, carry
+                return jnp.where(loop.started(update), action, random), None, carry
 
-            # 1. collect steps (uniformly random until learning starts) into the buffer
-            env_carry, _, traj = rollout.collect(
-                venv, env_params, act, rollout_key, state.env, config.rollout_len
+            def learn_step(learner, batch, key, step):
+                return learner_step(networks, tx, config, entropy_target, hp, learner, batch, key)
+
+            learner, env_carry, buffer_state, metrics = loop.update(
+                act, learn_step, Learner(*state[:4]), state.env, state.buffer, step_key, update
             )
-            buffer_state = buffer.add(state.buffer, traj)
-
-            # 2. gradient steps on replayed transitions, once learning has started
-            def gradient_step(learner, key, step):
-                sample_key, step_key = jax.random.split(key)
-                sample = buffer.sample(buffer_state, sample_key).experience
-                batch = jax.tree.map(lambda x: x[:, 0], sample)  # sequences of one step
-                return learner_step(
-                    networks, tx, config, entropy_target, hp, learner, batch, step_key
-                )
-
-            learner, stats = replay.gradient_steps(
-                started,
-                gradient_step,
-                Learner(*state[:4]),
-                learn_key,
-                config.gradient_steps,
-                update,
-            )
-            metrics = stats | rollout.episode_metrics(traj)
             return SACState(*learner, buffer_state, env_carry, key), metrics
 
         return progress.scan_updates(update_step, state, config.num_updates)

@@ -177,7 +177,7 @@ def make_train(config: TD3Config, env: Any, env_params: Any):
     )
     obs_space = venv.observation_space(env_params)
     buffer = replay.Replay(config.num_envs, config.buffer_size, config.minibatch_size)
-    first_learning_update = config.first_learning_update
+    loop = replay.OffPolicyLoop(venv, env_params, buffer, config)
     action_dim = networks.actor.action_dim
 
     def train(key: jax.Array, hp: TD3HParams) -> tuple[TD3State, dict[str, jax.Array]]:
@@ -195,39 +195,22 @@ def make_train(config: TD3Config, env: Any, env_params: Any):
         )
 
         def update_step(state: TD3State, update: jax.Array):
-            key, rollout_key, learn_key = jax.random.split(state.key, 3)
-            started = update >= first_learning_update
+            key, step_key = jax.random.split(state.key)
 
-            def act(key, obs, first, carry):
+            def act(key, obs, first, carry):  # uniformly random until learning starts
                 noise_key, random_key = jax.random.split(key)
                 action = networks.actor.apply(state.params["actor"], obs)
                 noise = hp.exploration_noise * jax.random.normal(noise_key, action.shape)
                 action = jnp.clip(action + noise, -1.0, 1.0)
                 random = uniform_actions(random_key, config.num_envs, None, action_dim)
-                return jnp.where(started, action, random), None, carry
+                return jnp.where(loop.started(update), action, random), None, carry
 
-            # 1. collect steps (uniformly random until learning starts) into the buffer
-            env_carry, _, traj = rollout.collect(
-                venv, env_params, act, rollout_key, state.env, config.rollout_len
+            def learn_step(learner, batch, key, step):
+                return learner_step(networks, tx, config, hp, learner, batch, key, step)
+
+            learner, env_carry, buffer_state, metrics = loop.update(
+                act, learn_step, Learner(*state[:3]), state.env, state.buffer, step_key, update
             )
-            buffer_state = buffer.add(state.buffer, traj)
-
-            # 2. gradient steps on replayed transitions, once learning has started
-            def gradient_step(learner, key, step):
-                sample_key, step_key = jax.random.split(key)
-                sample = buffer.sample(buffer_state, sample_key).experience
-                batch = jax.tree.map(lambda x: x[:, 0], sample)  # sequences of one step
-                return learner_step(networks, tx, config, hp, learner, batch, step_key, step)
-
-            learner, stats = replay.gradient_steps(
-                started,
-                gradient_step,
-                Learner(*state[:3]),
-                learn_key,
-                config.gradient_steps,
-                update,
-            )
-            metrics = stats | rollout.episode_metrics(traj)
             return TD3State(*learner, buffer_state, env_carry, key), metrics
 
         return progress.scan_updates(update_step, state, config.num_updates)
