@@ -453,6 +453,27 @@ class GridWorld(Environment[GridWorldState, GridWorldParams]):
         index = jnp.cumsum(~params.walls.reshape(-1)) - 1
         return index[state.pos[0] * width + state.pos[1]].astype(jnp.int32)
 
+    def observation_index(self, obs: jax.Array, params) -> jax.Array:
+        """int32 ``state_index`` of the cell an "onehot" (H*W,) or "image" (H, W, 4)
+        observation shows the agent in; egocentric views do not determine it."""
+        if params.obs_mode == "egocentric":
+            raise ValueError(
+                "GridWorld.observation_index: obs_mode='egocentric' does not determine "
+                "the agent's cell; use obs_mode='onehot' or 'image'"
+            )
+        flat = jnp.argmax(
+            obs.reshape(-1) if params.obs_mode == "onehot" else obs[..., 1].reshape(-1)
+        )
+        index = jnp.cumsum(~params.walls.reshape(-1)) - 1
+        return index[flat].astype(jnp.int32)
+
+    def num_states(self, params) -> int:
+        """Number of states of ``tabular_model(params)`` (the non-wall cells)."""
+        walls = concrete(params.walls)
+        if walls is None or walls.ndim != 2:
+            raise ValueError("GridWorld.num_states needs concrete, unbatched params")
+        return int((~walls.astype(bool)).sum())
+
     def index_to_position(self, index: Any, params) -> jax.Array:
         """(2,) int32 cell (row, col) of state ``index``; the inverse of ``state_index``."""
         width = params.walls.shape[1]

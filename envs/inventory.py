@@ -304,6 +304,17 @@ class Inventory(Environment[InventoryState, InventoryParams]):
         """Index of ``state`` in ``tabular_model(params)``; see ``state_index``."""
         return state_index(state, params)
 
+    def observation_index(self, obs: jax.Array, params: InventoryParams) -> jax.Array:
+        """int32 index in ``tabular_model(params)`` of the state observed as ``obs``
+        ``(1 + lead_time,)`` (the observation is the state, so this is exact)."""
+        stock = jnp.round(obs[0]).astype(jnp.int32)
+        pipeline = jnp.round(obs[1:]).astype(jnp.int32)
+        return state_index(InventoryState(stock, pipeline), params)
+
+    def num_states(self, params: InventoryParams) -> int:
+        """Number of states of ``tabular_model(params)``, counted without building it."""
+        return num_tabular_states(params.capacity, params.max_order, params.lead_time)
+
 
 # Tabular model ----------------------------------------------------------------
 
