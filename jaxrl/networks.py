@@ -299,12 +299,13 @@ class ActorCritic(nn.Module):
 
 
 class Actor(nn.Module):
-    """A policy on its own torso, for the off-policy actor-critics: ``"tanh_gaussian"``
-    (SAC), ``"categorical"`` (discrete SAC) or ``"deterministic"`` (TD3/DDPG: actions
+    """A policy on its own torso: ``"tanh_gaussian"`` (SAC), ``"categorical"``
+    (discrete SAC, behaviour cloning), ``"gaussian"`` (unbounded, state-independent
+    log-std; behaviour cloning) or ``"deterministic"`` (TD3/DDPG: actions
     ``tanh(dense(x))`` in ``(-1, 1)``). ``apply(params, obs [..., *obs_shape])``."""
 
     action_dim: int
-    kind: Literal["tanh_gaussian", "categorical", "deterministic"]
+    kind: Literal["tanh_gaussian", "categorical", "gaussian", "deterministic"]
     hidden_sizes: Sequence[int] = (256, 256)
     activation: Activation = "relu"
     torso_kind: str = "mlp"
@@ -317,6 +318,8 @@ class Actor(nn.Module):
             return CategoricalHead(self.action_dim)(x)
         if self.kind == "tanh_gaussian":
             return TanhGaussianHead(self.action_dim)(x)
+        if self.kind == "gaussian":
+            return GaussianHead(self.action_dim)(x)
         return jnp.tanh(dense(self.action_dim, 0.01)(x))
 
 

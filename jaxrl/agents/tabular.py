@@ -229,6 +229,22 @@ def make_train(config: TabularConfig, env: Any, env_params: Any):
     return train
 
 
+def table_policy(env: Any, env_params: Any, actions: jax.Array):
+    """``act(key, obs [N, ...]) -> actions [N]`` of a policy given as a table of
+    actions ``[S]`` over the env's state index, e.g. ``planning.value_iteration``'s."""
+    num_states, index = state_indexer("table_policy", env, env_params)
+    if actions.shape != (num_states,):
+        raise ValueError(
+            f"table_policy: actions has shape {actions.shape}; it must be ({num_states},), "
+            "one action per state of the env"
+        )
+
+    def act(key: jax.Array, obs: jax.Array) -> jax.Array:
+        return actions[jax.vmap(index)(obs)]
+
+    return act
+
+
 def make_policy(
     config: TabularConfig, env: Any, env_params: Any, state: TabularState, deterministic=True
 ):
