@@ -57,6 +57,18 @@ HPARAM_RANGES: dict[str, tuple[float, float | None, bool, bool]] = {
     "exploration_noise": (0, None, False, False),
     "target_noise": (0, None, False, False),
     "target_noise_clip": (0, None, False, False),
+    "init_std": (0, None, True, False),
+    "extra_std": (0, None, False, False),
+    "extra_decay_fraction": (0, None, True, False),
+    "smoothing": (0, 1, True, False),
+    "eps_decay": (0, 1, True, False),
+    "ucb_scale": (0, None, False, False),
+    "prior_alpha": (0, None, True, False),
+    "prior_beta": (0, None, True, False),
+    "prior_std": (0, None, True, False),
+    "noise_std": (0, None, True, False),
+    "ridge": (0, None, True, False),
+    "posterior_scale": (0, None, False, False),
 }
 """The allowed range of every hyperparameter name any agent uses, written once."""
 

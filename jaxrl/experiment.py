@@ -84,6 +84,15 @@ def episode_limit(env: Any, env_params: Any) -> int:
     return int(env_params.max_steps_in_episode)
 
 
+def update_steps(config: Any, env: Any, env_params: Any) -> int:
+    """Env steps per update and run: ``config.steps_per_update(env, env_params)`` where the
+    config defines it (CEM: a generation's episodes, each stepped to the time limit),
+    else ``num_envs * rollout_len``."""
+    if hasattr(config, "steps_per_update"):
+        return config.steps_per_update(env, env_params)
+    return config.num_envs * config.rollout_len
+
+
 def run(
     algo: str,
     make_train: Callable,
@@ -93,7 +102,7 @@ def run(
     num_seeds: int,
     seed: int,
     out: Path,
-    steps_per_update: int,
+    steps_per_update: int | None = None,
     env_overrides: dict[str, Any] | None = None,
     make_policy: Callable | None = None,
     eval_episodes: int = 32,
@@ -105,7 +114,7 @@ def run(
     deterministic)`` returning ``act(key, obs)``), each seed's final policy is then
     evaluated greedily on ``eval_episodes`` episodes, the same eval keys for every seed.
     The seeds are split over ``devices`` local devices (``jaxrl.parallel``; None: the
-    most that divide ``num_seeds``).
+    most that divide ``num_seeds``). ``steps_per_update`` None: ``update_steps``.
     """
     if num_seeds < 1:
         raise ValueError(f"num_seeds={num_seeds} is not allowed; it must be >= 1")
@@ -113,9 +122,12 @@ def run(
     hparams.validate()
     env, env_params = envs.make(env_name, **(env_overrides or {}))
     train = make_train(config, env, env_params)
+    if steps_per_update is None:
+        steps_per_update = update_steps(config, env, env_params)
     keys = jax.random.split(jax.random.key(seed), num_seeds)
+    steps = config.num_updates * steps_per_update
     print(
-        f"{algo} on {env_name}: {num_seeds} seeds x {config.total_steps:,} steps on "
+        f"{algo} on {env_name}: {num_seeds} seeds x {steps:,} steps on "
         f"{devices} {jax.default_backend()} device(s), compiling ..."
     )
     start = time.perf_counter()
@@ -229,8 +241,7 @@ def main(
         frozen=True,
     )
     args = tyro.cli(args_cls, description=f"Train {algo} on a registered environment.")
-    steps_per_update = args.config.num_envs * args.config.rollout_len
     return run(
         algo, make_train, args.config, args.hparams, args.env, args.num_seeds, args.seed, args.out,
-        steps_per_update=steps_per_update, make_policy=make_policy, devices=args.devices,
+        make_policy=make_policy, devices=args.devices,
     )  # fmt: skip

@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 
 import envs
-from jaxrl.agents import a2c, dqn, ppo, pqn, reinforce, sac, td3, trpo
+from jaxrl.agents import a2c, cem, dqn, ppo, pqn, reinforce, sac, td3, trpo
 
 
 class Agent(NamedTuple):
@@ -132,6 +132,14 @@ AGENTS = {
         sweep={"lr": (1e-4, 1e-3), "target_noise": (0.2, 0.0)},
         metrics=("q_mean", "actor_loss"),
         continuous_only=True,
+    ),
+    "cem": Agent(
+        cem,
+        cem.CEMConfig,
+        cem.CEMHParams,
+        cem.CEMConfig(population_size=8, num_generations=3),
+        sweep={"init_std": (0.25, 0.5), "extra_std": (0.3, 0.1)},
+        metrics=("return_mean", "elite_return", "best_return", "std_mean"),
     ),
 }
 

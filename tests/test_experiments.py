@@ -36,7 +36,11 @@ SMALL = {
         "--learning-starts", "256", "--buffer-size", "512", "--minibatch-size", "32",
         "--hidden-sizes", "32", "32",
     ],
+    "cem": ["--population-size", "8", "--num-generations", "4"],
 }  # fmt: skip
+# (updates, env steps) where they are not 2048 // (4 * 16) updates of 2048 steps in all:
+# a CEM generation steps population_size episodes to Probe-4's time limit of 100.
+BUDGET = {"cem": (4, 4 * 8 * 100)}
 # The continuous-action agents run on the continuous probe (rescaled actions included).
 ENV = {"sac": "ContinuousProbe-4", "td3": "ContinuousProbe-4"}
 
@@ -53,12 +57,12 @@ def test_script_writes_summary_and_curve(algo, tmp_path):
     assert not FIELDS - set(summary), FIELDS - set(summary)
     assert summary["algo"] == algo and summary["num_seeds"] == 2
     assert len(summary["final_return_per_seed"]) == 2
-    assert summary["total_env_steps"] == 2048
+    updates, steps = BUDGET.get(algo, (2048 // (4 * 16), 2048))
+    assert summary["total_env_steps"] == steps
     assert (out / "curve.png").stat().st_size > 0
     assert "final return" in result.stdout
     # Progress lines from inside the compiled run, the last one at the final update.
-    total = 2048 // (4 * 16)
-    assert f"{algo} {env}: {total}/{total} updates" in result.stdout
+    assert f"{algo} {env}: {updates}/{updates} updates" in result.stdout
     assert "steps/s" in result.stdout
     assert isinstance(summary["eval_return_mean"], float)
     if algo == "sarsa":
@@ -81,4 +85,48 @@ def test_script_rejects_devices_that_do_not_split_the_seeds(tmp_path):
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert result.returncode != 0
     assert "devices=3 does not divide the number of runs (2)" in result.stderr
+    assert not (tmp_path / "summary.json").exists()
+
+
+@pytest.mark.parametrize(
+    "env, algorithms",
+    [
+        ("Bandit-Bernoulli", {"eps-greedy", "ucb1", "beta-thompson", "gaussian-thompson"}),
+        (
+            "ContextualBandit-Linear",
+            {"eps-greedy", "ucb1", "gaussian-thompson", "linucb", "linear-thompson"},
+        ),
+    ],
+)
+def test_bandits_script_writes_summary_and_regret_plot(env, algorithms, tmp_path):
+    out = tmp_path / "bandits"
+    cmd = [sys.executable, str(ROOT / "experiments" / "bandits.py"), "--env", env]
+    cmd += ["--num-runs", "8", "--num-steps", "200", "--out", str(out)]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    common = {
+        "algo", "env", "num_runs", "num_steps", "compile_seconds", "run_seconds",
+        "jax_version", "backend", "device_count", "cpu_count", "regret_plot", "algorithms",
+    }  # fmt: skip
+    assert not common - set(summary), common - set(summary)
+    assert summary["algo"] == "bandits" and summary["env"] == env
+    assert summary["num_runs"] == 8 and summary["num_steps"] == 200
+    assert set(summary["algorithms"]) == algorithms
+    for name, stats in summary["algorithms"].items():
+        low, high = stats["final_regret_ci95"]
+        # Pseudo-regret is >= 0 per pull; the mean lies inside its bootstrap interval.
+        assert 0 <= low <= stats["final_regret_mean"] <= high, name
+        assert name in result.stdout
+    assert (out / summary["regret_plot"]).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert not (out / "summary.json.tmp").exists()
+
+
+def test_bandits_script_rejects_a_non_bandit_env(tmp_path):
+    cmd = [sys.executable, str(ROOT / "experiments" / "bandits.py"), "--out", str(tmp_path)]
+    result = subprocess.run(
+        cmd + ["--env", "GridWorld-Empty-8x8"], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode != 0
+    assert "must be one of BernoulliBandit, GaussianBandit, ContextualBandit" in result.stderr
     assert not (tmp_path / "summary.json").exists()
