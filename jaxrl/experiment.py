@@ -107,6 +107,7 @@ def run(
     make_policy: Callable | None = None,
     eval_episodes: int = 32,
     devices: int | None = None,
+    extra_summary: Callable[..., dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Train ``num_seeds`` seeds in one compiled call and write the run directory.
 
@@ -115,6 +116,9 @@ def run(
     evaluated greedily on ``eval_episodes`` episodes, the same eval keys for every seed.
     The seeds are split over ``devices`` local devices (``jaxrl.parallel``; None: the
     most that divide ``num_seeds``). ``steps_per_update`` None: ``update_steps``.
+    ``extra_summary(summary, config, env, env_params, final_state, hparams) -> dict``
+    adds algorithm-specific fields to ``summary.json`` (``summary`` holds the common
+    fields; ``final_state`` has a leading seed axis).
     """
     if num_seeds < 1:
         raise ValueError(f"num_seeds={num_seeds} is not allowed; it must be >= 1")
@@ -162,9 +166,10 @@ def run(
     low, high = bootstrap_ci(per_seed)
     rate = total_steps * num_seeds / run_seconds
     print(f"trained in {run_seconds:.1f} s ({rate:,.0f} env steps/s, all seeds)")
-    print(f"{'algo':<10}{'env':<28}{'seeds':>6}{'final return':>14}{'95% CI':>22}")
+    width = max(10, len(algo) + 2)
+    print(f"{'algo':<{width}}{'env':<28}{'seeds':>6}{'final return':>14}{'95% CI':>22}")
     ci = f"[{low:.1f}, {high:.1f}]"
-    print(f"{algo:<10}{env_name:<28}{num_seeds:>6}{per_seed.mean():>14.1f}{ci:>22}")
+    print(f"{algo:<{width}}{env_name:<28}{num_seeds:>6}{per_seed.mean():>14.1f}{ci:>22}")
     if eval_return is not None:
         print(
             f"greedy evaluation, {eval_episodes} episodes per seed: mean return {eval_return:.1f}"
@@ -194,6 +199,8 @@ def run(
         "config": dataclasses.asdict(config),
         "hparams": {k: float(v) for k, v in hparams._asdict().items()},
     }
+    if extra_summary is not None:
+        summary |= extra_summary(summary, config, env, env_params, final_state, hparams)
     # Write to a temporary name first so a failed run never leaves a half-written file.
     tmp = out / "summary.json.tmp"
     tmp.write_text(json.dumps(summary, indent=2))
@@ -214,18 +221,45 @@ class RunArgs:
     """Seed of the first key; seeds are split from it."""
     devices: int | None = None
     """Local devices to split the seeds over; None: the most that divide num_seeds."""
+    env_param: tuple[str, ...] = ()
+    """Env params to override, as name=value (e.g. slip=0.2), validated by the env."""
+
+
+def parse_env_params(pairs: tuple[str, ...]) -> dict[str, Any]:
+    """``("slip=0.2", "obs_mode='image'")`` -> ``{"slip": 0.2, "obs_mode": "image"}``;
+    values are Python literals, or plain strings where they are not."""
+    import ast
+
+    overrides = {}
+    for pair in pairs:
+        name, sep, value = pair.partition("=")
+        if not sep or not name.strip():
+            raise ValueError(f"--env-param {pair!r} is not allowed; it must be name=value")
+        try:
+            overrides[name.strip()] = ast.literal_eval(value.strip())
+        except (ValueError, SyntaxError):
+            overrides[name.strip()] = value.strip()
+    return overrides
 
 
 def main(
-    algo: str, config_cls: type, hparams_cls: type, make_train: Callable, make_policy: Callable
+    algo: str,
+    config_cls: type,
+    hparams_cls: type,
+    make_train: Callable,
+    make_policy: Callable,
+    default_env: str = RunArgs.env,
+    extra_summary: Callable[..., dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The command line of ``experiments/<algo>.py``: the run flags above plus every
-    config field and hyperparameter as a flag, then ``run``."""
+    config field and hyperparameter as a flag, then ``run`` (``extra_summary`` as there)."""
     import tyro
 
+    env_help = tyro.conf.arg(help="A name from envs.registered().")
     args_cls = dataclasses.make_dataclass(
         f"{algo.upper()}Args",
         [
+            ("env", Annotated[str, env_help], dataclasses.field(default=default_env)),
             (
                 "config",
                 Annotated[config_cls, tyro.conf.OmitArgPrefixes],
@@ -243,5 +277,6 @@ def main(
     args = tyro.cli(args_cls, description=f"Train {algo} on a registered environment.")
     return run(
         algo, make_train, args.config, args.hparams, args.env, args.num_seeds, args.seed, args.out,
-        make_policy=make_policy, devices=args.devices,
+        make_policy=make_policy, devices=args.devices, extra_summary=extra_summary,
+        env_overrides=parse_env_params(args.env_param),
     )  # fmt: skip

@@ -37,12 +37,24 @@ SMALL = {
         "--hidden-sizes", "32", "32",
     ],
     "cem": ["--population-size", "8", "--num-generations", "4"],
+    "q_learning": ["--num-envs", "4", "--rollout-len", "16", "--total-steps", "2048"],
+    "behaviour_cloning": [
+        "--num-envs", "4", "--rollout-len", "16", "--dagger-iterations", "1",
+        "--num-sgd-steps", "20", "--eval-episodes", "4",
+    ],
 }  # fmt: skip
 # (updates, env steps) where they are not 2048 // (4 * 16) updates of 2048 steps in all:
-# a CEM generation steps population_size episodes to Probe-4's time limit of 100.
-BUDGET = {"cem": (4, 4 * 8 * 100)}
-# The continuous-action agents run on the continuous probe (rescaled actions included).
-ENV = {"sac": "ContinuousProbe-4", "td3": "ContinuousProbe-4"}
+# a CEM generation steps population_size episodes to Probe-4's time limit of 100;
+# behaviour cloning collects num_envs * rollout_len steps in each of its 2 iterations.
+BUDGET = {"cem": (4, 4 * 8 * 100), "behaviour_cloning": (2, 2 * 4 * 16)}
+# The continuous-action agents run on the continuous probe (rescaled actions included);
+# the tabular ones on a grid world (they need a state index, the cloner an exact expert).
+ENV = {
+    "sac": "ContinuousProbe-4",
+    "td3": "ContinuousProbe-4",
+    "q_learning": "GridWorld-Empty-8x8",
+    "behaviour_cloning": "GridWorld-Empty-8x8",
+}
 
 
 @pytest.mark.parametrize("algo", sorted(SMALL))
@@ -67,6 +79,53 @@ def test_script_writes_summary_and_curve(algo, tmp_path):
     assert isinstance(summary["eval_return_mean"], float)
     if algo == "sarsa":
         assert summary["config"]["bootstrap"] == "expected"
+    if algo == "q_learning":  # compared with the exact solution of the grid world
+        assert summary["optimal_value_at_start"] > 0
+        assert len(summary["greedy_value_at_start_per_seed"]) == 2
+        assert (
+            max(summary["greedy_value_at_start_per_seed"])
+            <= summary["optimal_value_at_start"] + 1e-5
+        )
+    if algo == "behaviour_cloning":
+        assert summary["expert_return_mean"] > 0.8  # Empty-8x8: goal in 10 steps
+        assert summary["fraction_of_expert"] is not None
+
+
+def test_value_iteration_script_agrees_across_methods(tmp_path):
+    out = tmp_path / "vi"
+    cmd = [sys.executable, str(ROOT / "experiments" / "value_iteration.py"), "--out", str(out)]
+    cmd += ["--env", "GridWorld-FourRooms", "--eval-episodes", "16"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["methods"]) == {
+        "value_iteration", "policy_iteration", "modified_policy_iteration"
+    }  # fmt: skip
+    assert summary["max_value_difference"] < 1e-4
+    assert summary["num_states"] == 104 and summary["num_actions"] == 4
+    # No slip: the greedy policy reaches the goal, 1 - 0.01 per step over 20 steps.
+    assert abs(summary["eval_return_mean"] - 0.8) < 1e-4
+    assert (out / "values.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    bad = subprocess.run(
+        cmd[:-4] + ["--env", "gymnax:CartPole-v1"], capture_output=True, text=True, timeout=300
+    )
+    assert bad.returncode != 0 and "has no tabular model" in bad.stderr
+
+
+def test_bench_tabular_small_run(tmp_path):
+    cmd = [sys.executable, str(ROOT / "experiments" / "bench_tabular.py"), "--out", str(tmp_path)]
+    cmd += ["--settings", "64", "--runs", "64", "--pulls", "300", "--repeats", "1"]
+    cmd += ["--loop-runs", "2"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    for workload in ("value_iteration", "ucb1"):
+        assert summary[workload]["agree"] is True, summary[workload]
+        assert summary[workload]["jaxrl_run_seconds"] > 0
+    assert (
+        summary["value_iteration"]["iterations_jaxrl_max"]
+        == (summary["value_iteration"]["iterations_numpy_max"])
+    )
 
 
 def test_script_rejects_bad_config_before_compiling(tmp_path):
@@ -130,3 +189,12 @@ def test_bandits_script_rejects_a_non_bandit_env(tmp_path):
     assert result.returncode != 0
     assert "must be one of BernoulliBandit, GaussianBandit, ContextualBandit" in result.stderr
     assert not (tmp_path / "summary.json").exists()
+
+
+def test_env_param_flags_parse_to_overrides():
+    from jaxrl.experiment import parse_env_params
+
+    parsed = parse_env_params(("slip=0.2", "obs_mode=image", " view_size = 7 "))
+    assert parsed == {"slip": 0.2, "obs_mode": "image", "view_size": 7}
+    with pytest.raises(ValueError, match="must be name=value"):
+        parse_env_params(("slip",))
