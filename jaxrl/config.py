@@ -87,13 +87,13 @@ def check_hparams(hparams: NamedTuple) -> NamedTuple:
 
 
 @dataclasses.dataclass(frozen=True)
-class AgentConfig:
-    """The static fields every agent that steps a batch of envs shares, and their checks.
+class StepsConfig:
+    """The loop fields of every learner that steps a batch of envs, and their checks.
 
-    Agents subclass it (frozen dataclasses too), add their own fields, redeclare
-    a field to change its default, and put their own checks in ``check``; a bad
-    value raises a ``ValueError`` naming the config, the field and what is
-    allowed when the config is built, before anything compiles.
+    Subclasses (frozen dataclasses too) add their own fields, redeclare a field to
+    change its default, and put their own checks in ``check``; a bad value raises a
+    ``ValueError`` naming the config, the field and what is allowed when the config
+    is built, before anything compiles.
     """
 
     num_envs: int = 8
@@ -102,28 +102,18 @@ class AgentConfig:
     """Steps per environment between updates."""
     total_steps: int = 500_000
     """Environment steps per seed (rounded down to whole updates)."""
-    hidden_sizes: tuple[int, ...] = (64, 64)
-    """Torso layer sizes (actor and critic each have one)."""
-    activation: Literal["tanh", "relu", "gelu", "silu"] = "tanh"
-    """Hidden-layer nonlinearity."""
-    torso: Literal["mlp", "cnn"] = "mlp"
-    """"cnn" for image observations (H, W, C)."""
-    normalize_obs: bool = False
-    """Running mean/variance observation normalisation."""
     max_resets: int | None = None
     """Resets computed per step when few episodes end (see envs.vector.VecEnv); None: all."""
 
     def __post_init__(self):
-        self.check_rollout()
+        self.check_steps()
         self.check()
 
-    def check_rollout(self) -> None:
+    def check_steps(self) -> None:
         """The checks of the fields above."""
         owner = type(self).__name__
         sizes = {"num_envs": self.num_envs, "rollout_len": self.rollout_len}
         check_positive(owner, **sizes, total_steps=self.total_steps)
-        check_choice(owner, "activation", self.activation, ("tanh", "relu", "gelu", "silu"))
-        check_choice(owner, "torso", self.torso, ("mlp", "cnn"))
         if self.total_steps < self.batch_size:
             raise ValueError(
                 f"{owner}.total_steps={self.total_steps} is less than one rollout "
@@ -131,7 +121,7 @@ class AgentConfig:
             )
 
     def check(self) -> None:
-        """The agent's own checks (override)."""
+        """The subclass's own checks (override)."""
 
     def check_divides(self, name: str, samples: int, what: str) -> None:
         """``getattr(self, name)`` must divide ``samples`` (described as ``what``)."""
@@ -149,6 +139,31 @@ class AgentConfig:
     @property
     def num_updates(self) -> int:
         return self.total_steps // self.batch_size
+
+
+@dataclasses.dataclass(frozen=True)
+class AgentConfig(StepsConfig):
+    """``StepsConfig`` plus the network and observation fields of the neural agents."""
+
+    hidden_sizes: tuple[int, ...] = (64, 64)
+    """Torso layer sizes (actor and critic each have one)."""
+    activation: Literal["tanh", "relu", "gelu", "silu"] = "tanh"
+    """Hidden-layer nonlinearity."""
+    torso: Literal["mlp", "cnn"] = "mlp"
+    """"cnn" for image observations (H, W, C)."""
+    normalize_obs: bool = False
+    """Running mean/variance observation normalisation."""
+
+    def __post_init__(self):
+        self.check_rollout()
+        self.check()
+
+    def check_rollout(self) -> None:
+        """The checks of the fields above and of ``StepsConfig``'s."""
+        self.check_steps()
+        owner = type(self).__name__
+        check_choice(owner, "activation", self.activation, ("tanh", "relu", "gelu", "silu"))
+        check_choice(owner, "torso", self.torso, ("mlp", "cnn"))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -293,15 +308,7 @@ def actor_critics(
             "discrete SAC for discrete actions"
         )
     if not spec.discrete:
-        space = env.action_space(env_params)
-        bounds = (space.low, space.high)
-        # Bounds that depend on traced env params (a vmap over params) cannot be checked here.
-        concrete = not any(isinstance(b, jax.core.Tracer) for b in bounds)
-        if concrete and not all(np.isfinite(np.asarray(b)).all() for b in bounds):
-            raise ValueError(
-                f"{owner} needs finite action bounds (its policy acts in [-1, 1], rescaled "
-                f"to them), got low={space.low}, high={space.high}"
-            )
+        check_finite_bounds(owner, env, env_params)
     common = dict(
         hidden_sizes=config.hidden_sizes,
         activation=config.activation,
@@ -313,6 +320,20 @@ def actor_critics(
         Actor(spec.dim, kind, **common),
         Critics(config.num_critics, spec.dim if spec.discrete else None, **common),
     )
+
+
+def check_finite_bounds(owner: str, env: Environment, env_params: Any) -> None:
+    """A float Box action space must have finite bounds, for policies that act in
+    ``[-1, 1]`` and rescale to them (SAC, TD3, CEM)."""
+    space = env.action_space(env_params)
+    bounds = (space.low, space.high)
+    # Bounds that depend on traced env params (a vmap over params) cannot be checked here.
+    concrete = not any(isinstance(b, jax.core.Tracer) for b in bounds)
+    if concrete and not all(np.isfinite(np.asarray(b)).all() for b in bounds):
+        raise ValueError(
+            f"{owner} needs finite action bounds (its policy acts in [-1, 1], rescaled "
+            f"to them), got low={space.low}, high={space.high}"
+        )
 
 
 def unit_action_env(env: Environment, env_params: Any) -> Environment:

@@ -56,7 +56,6 @@ from typing import Any, Literal, NamedTuple
 import chex
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.flatten_util import ravel_pytree
 
 from envs.core import Environment
@@ -188,15 +187,7 @@ def make_network(config: CEMConfig, env: Environment, env_params: Any) -> Actor:
     Discrete actions, the deterministic ``tanh`` head for a float Box."""
     spec = C.action_spec("CEM", env, env_params)
     if not spec.discrete:
-        space = env.action_space(env_params)
-        bounds = (space.low, space.high)
-        # Bounds that depend on traced env params (a vmap over params) cannot be checked here.
-        concrete = not any(isinstance(b, jax.core.Tracer) for b in bounds)
-        if concrete and not all(np.isfinite(np.asarray(b)).all() for b in bounds):
-            raise ValueError(
-                f"CEM needs finite action bounds (its policy acts in [-1, 1], rescaled "
-                f"to them), got low={space.low}, high={space.high}"
-            )
+        C.check_finite_bounds("CEM", env, env_params)
     return Actor(
         spec.dim,
         "categorical" if spec.discrete else "deterministic",

@@ -40,43 +40,21 @@ RULES = ("q_learning", "sarsa", "expected_sarsa")
 
 
 @dataclasses.dataclass(frozen=True)
-class TabularConfig:
+class TabularConfig(C.StepsConfig):
     """Static settings of tabular TD control."""
 
-    rule: Literal["q_learning", "sarsa", "expected_sarsa"] = "q_learning"
-    """Value of the next state: max (Q-learning), the next action's (SARSA) or the
-    epsilon-greedy expectation (Expected SARSA)."""
     num_envs: int = 1
     """Parallel environments per learner, all updating its one table."""
     rollout_len: int = 100
     """Steps per environment between metric records (the table updates every step)."""
     total_steps: int = 100_000
     """Environment steps per learner (rounded down to whole records)."""
-    max_resets: int | None = None
-    """Resets computed per step when few episodes end (see envs.vector.VecEnv); None: all."""
+    rule: Literal["q_learning", "sarsa", "expected_sarsa"] = "q_learning"
+    """Value of the next state: max (Q-learning), the next action's (SARSA) or the
+    epsilon-greedy expectation (Expected SARSA)."""
 
-    def __post_init__(self):
-        owner = "TabularConfig"
-        C.check_choice(owner, "rule", self.rule, RULES)
-        C.check_positive(
-            owner,
-            num_envs=self.num_envs,
-            rollout_len=self.rollout_len,
-            total_steps=self.total_steps,
-        )
-        if self.total_steps < self.batch_size:
-            raise ValueError(
-                f"{owner}.total_steps={self.total_steps} is less than one record "
-                f"(num_envs * rollout_len = {self.batch_size})"
-            )
-
-    @property
-    def batch_size(self) -> int:
-        return self.num_envs * self.rollout_len
-
-    @property
-    def num_updates(self) -> int:
-        return self.total_steps // self.batch_size
+    def check(self):
+        C.check_choice("TabularConfig", "rule", self.rule, RULES)
 
 
 class TabularHParams(NamedTuple):
