@@ -220,6 +220,26 @@ class ReplayConfig(AgentConfig):
         return -(-self.learning_starts // self.batch_size)
 
 
+@dataclasses.dataclass(frozen=True)
+class ActorCriticReplayConfig(ReplayConfig):
+    """``ReplayConfig`` with the fields and defaults the off-policy actor-critics (SAC,
+    TD3) share: an actor and ``num_critics`` critics, 256x256 ReLU MLPs each."""
+
+    total_steps: int = 100_000
+    """Environment steps per seed (rounded down to whole updates)."""
+    hidden_sizes: tuple[int, ...] = (256, 256)
+    """Layer sizes of the actor's and of each critic's torso."""
+    activation: Literal["tanh", "relu", "gelu", "silu"] = "relu"
+    """Hidden-layer nonlinearity."""
+    num_critics: int = 2
+    """Critics whose minimum is the value estimate (2: clipped double Q; 1: one critic,
+    as in DDPG)."""
+
+    def check_replay(self) -> None:
+        super().check_replay()
+        check_positive(type(self).__name__, num_critics=self.num_critics)
+
+
 class ActionSpec(NamedTuple):
     discrete: bool
     dim: int  # number of actions (discrete) or action dimensions (continuous)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -37,22 +37,11 @@ from jaxrl.optim import make_optimizer
 
 
 @dataclasses.dataclass(frozen=True)
-class SACConfig(C.ReplayConfig):
-    total_steps: int = 100_000
-    """Environment steps per seed (rounded down to whole updates)."""
-    hidden_sizes: tuple[int, ...] = (256, 256)
-    """Layer sizes of the actor's and of each critic's torso."""
-    activation: Literal["tanh", "relu", "gelu", "silu"] = "relu"
-    """Hidden-layer nonlinearity."""
-    num_critics: int = 2
-    """Critics whose minimum is the value estimate (2: clipped double Q)."""
+class SACConfig(C.ActorCriticReplayConfig):
     autotune: bool = True
     """Learn the temperature towards the entropy target; False keeps it at ``alpha``."""
     target_entropy: float | None = None
     """Entropy target; None: -action_dim (continuous) or 0.7 log(num_actions) (discrete)."""
-
-    def check(self):
-        C.check_positive("SACConfig", num_critics=self.num_critics)
 
 
 class SACHParams(NamedTuple):

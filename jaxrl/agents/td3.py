@@ -21,7 +21,7 @@ was truncated by a time limit, never where it terminated.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Literal, NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -35,20 +35,12 @@ from jaxrl.optim import make_optimizer
 
 
 @dataclasses.dataclass(frozen=True)
-class TD3Config(C.ReplayConfig):
-    total_steps: int = 100_000
-    """Environment steps per seed (rounded down to whole updates)."""
-    hidden_sizes: tuple[int, ...] = (256, 256)
-    """Layer sizes of the actor's and of each critic's torso."""
-    activation: Literal["tanh", "relu", "gelu", "silu"] = "relu"
-    """Hidden-layer nonlinearity."""
-    num_critics: int = 2
-    """Critics whose minimum is the target (2: clipped double Q; 1: DDPG)."""
+class TD3Config(C.ActorCriticReplayConfig):
     policy_delay: int = 2
     """Gradient steps per actor and target update (1: DDPG)."""
 
     def check(self):
-        C.check_positive("TD3Config", num_critics=self.num_critics, policy_delay=self.policy_delay)
+        C.check_positive("TD3Config", policy_delay=self.policy_delay)
 
 
 class TD3HParams(NamedTuple):
