@@ -70,6 +70,7 @@ import jax.numpy as jnp
 from envs.bandits import BernoulliBandit, ContextualBandit, GaussianBandit
 from envs.core import Environment
 from jaxrl import config as C
+from jaxrl.exploration import argmax_random_ties
 
 # State ----------------------------------------------------------------------------
 
@@ -128,20 +129,6 @@ def _update_linear_stats(
 
 
 # Shared math ----------------------------------------------------------------------
-
-
-def argmax_random_ties(key: jax.Array, scores: jax.Array) -> jax.Array:
-    """An index of the largest of ``scores`` (K,), uniformly among ties; int32.
-
-    One uniform draw ``u`` picks the ``floor(u * n)``-th of the ``n`` tied maxima
-    (in index order): uniform among them, and one random number per call rather
-    than one per arm (the random numbers are most of a pull's cost on a CPU).
-    """
-    chex.assert_rank(scores, 1)
-    best = scores == jnp.max(scores)
-    rank = jnp.cumsum(best.astype(jnp.int32))  # 1-based rank of each tied maximum
-    pick = jnp.floor(jax.random.uniform(key) * rank[-1]).astype(jnp.int32)
-    return jnp.argmax(best & (rank == pick + 1)).astype(jnp.int32)
 
 
 def sample_means(stats: ArmStats) -> jax.Array:

@@ -1,6 +1,8 @@
-"""Exploration written once: epsilon-greedy action choice and its linear decay for
-the value-based agents (DQN, PQN, SARSA), and the uniform actions that off-policy
-agents (DQN, SAC, TD3) take while their buffer fills.
+"""Exploration written once: epsilon-greedy action choice (and the argmax with
+random tie-breaking that tabular learners and bandit algorithms need) and its
+linear decay for the value-based agents (DQN, PQN, SARSA, tabular TD), and the
+uniform actions that off-policy agents (DQN, SAC, TD3) take while their buffer
+fills.
 
 The schedule reads ``eps_start``, ``eps_end`` and ``eps_decay_fraction`` from the
 agent's traced hyperparameters, so sweeps over them are a ``vmap``.
@@ -14,10 +16,33 @@ import jax
 import jax.numpy as jnp
 
 
-def epsilon_greedy(key: jax.Array, q: jax.Array, eps: jax.Array | float) -> jax.Array:
-    """Argmax of ``q [..., A]``, replaced by a uniform action with probability ``eps``."""
+def argmax_random_ties(key: jax.Array, scores: jax.Array) -> jax.Array:
+    """int32 argmax of ``scores [..., A]``, uniformly among tied maxima.
+
+    One uniform draw ``u`` per row picks the ``floor(u * n)``-th of its ``n`` tied
+    maxima (in index order): uniform among them, with one random number per row
+    rather than one per action (random numbers are most of a bandit pull's cost on
+    a CPU). Tabular learners and bandit algorithms need it: a fresh table is all
+    ties, and ``jnp.argmax`` would always pick the first.
+    """
+    best = scores == jnp.max(scores, axis=-1, keepdims=True)
+    rank = jnp.cumsum(best.astype(jnp.int32), axis=-1)  # 1-based rank among the maxima
+    u = jax.random.uniform(key, scores.shape[:-1])
+    pick = jnp.floor(u * rank[..., -1]).astype(jnp.int32) + 1
+    return jnp.argmax(best & (rank == pick[..., None]), axis=-1).astype(jnp.int32)
+
+
+def epsilon_greedy(
+    key: jax.Array, q: jax.Array, eps: jax.Array | float, random_ties: bool = False
+) -> jax.Array:
+    """Argmax of ``q [..., A]``, replaced by a uniform action with probability ``eps``;
+    ``random_ties`` breaks ties at random (``argmax_random_ties``) rather than by index."""
+    if random_ties:
+        key, tie_key = jax.random.split(key)
+        greedy = argmax_random_ties(tie_key, q)
+    else:
+        greedy = jnp.argmax(q, axis=-1)
     explore_key, action_key = jax.random.split(key)
-    greedy = jnp.argmax(q, axis=-1)
     uniform = jax.random.randint(action_key, greedy.shape, 0, q.shape[-1])
     return jnp.where(jax.random.uniform(explore_key, greedy.shape) < eps, uniform, greedy)
 

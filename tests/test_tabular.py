@@ -11,6 +11,7 @@ from envs import wrappers
 from envs.gridworld import GridWorld
 from jaxrl import planning
 from jaxrl.agents import tabular
+from jaxrl.exploration import epsilon_greedy
 
 # Deterministic (no slip), with a lava cell to avoid: 15 states, 2 of them terminal.
 SMALL_MAP = """
@@ -127,7 +128,7 @@ def test_td_update_averages_one_pairs_errors():
 
 def test_greedy_breaks_ties_at_random():
     q = jnp.zeros((1000, 4)).at[:, 3].set(-1.0)
-    actions = tabular.greedy(jax.random.key(0), q)
+    actions = epsilon_greedy(jax.random.key(0), q, 0.0, random_ties=True)
     counts = np.bincount(np.asarray(actions), minlength=4)
     assert counts[3] == 0 and counts[:3].min() > 250
 

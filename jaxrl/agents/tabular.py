@@ -34,7 +34,7 @@ import jax.numpy as jnp
 
 from jaxrl import config as C
 from jaxrl import progress, rollout
-from jaxrl.exploration import linear_epsilon
+from jaxrl.exploration import epsilon_greedy, linear_epsilon
 
 RULES = ("q_learning", "sarsa", "expected_sarsa")
 
@@ -102,22 +102,6 @@ def state_indexer(owner: str, env: Any, env_params: Any) -> tuple[int, Any]:
     return count(env_params), lambda obs: index(obs, env_params)
 
 
-def greedy(key: jax.Array, q: jax.Array) -> jax.Array:
-    """Argmax of ``q [..., A]`` with ties broken uniformly at random (a fresh table
-    is all ties; ``jnp.argmax`` would always pick action 0)."""
-    best = q >= q.max(axis=-1, keepdims=True)
-    noise = jax.random.uniform(key, q.shape)
-    return jnp.argmax(jnp.where(best, noise, -1.0), axis=-1)
-
-
-def epsilon_greedy(key: jax.Array, q: jax.Array, eps: jax.Array) -> jax.Array:
-    """``greedy`` replaced by a uniform action with probability ``eps``."""
-    tie_key, explore_key, action_key = jax.random.split(key, 3)
-    action = greedy(tie_key, q)
-    uniform = jax.random.randint(action_key, action.shape, 0, q.shape[-1])
-    return jnp.where(jax.random.uniform(explore_key, action.shape) < eps, uniform, action)
-
-
 def next_value(q_next: jax.Array, next_action: jax.Array, eps: jax.Array, rule: str) -> jax.Array:
     """``v(s') [N]`` from ``q_next = Q(s', .) [N, A]`` under ``rule``; the epsilon-greedy
     expectation spreads the greedy mass evenly over tied maxima."""
@@ -170,12 +154,12 @@ def make_train(config: TabularConfig, env: Any, env_params: Any):
             eps = linear_epsilon(hp, step * config.num_envs, config.total_steps)
             s = index_batch(env_carry.obs)
             # SARSA acts with the action its last target used, except at episode starts.
-            a = epsilon_greedy(act_key, q[s], eps)
+            a = epsilon_greedy(act_key, q[s], eps, random_ties=True)
             if rule == "sarsa":
                 a = jnp.where(env_carry.first, a, sarsa_action)
             env_state, ts = venv.step(step_key, env_carry.env_state, a, env_params)
             s_next = index_batch(ts.info["final_obs"])
-            next_action = epsilon_greedy(next_key, q[s_next], eps)
+            next_action = epsilon_greedy(next_key, q[s_next], eps, random_ties=True)
             v_next = next_value(q[s_next], next_action, eps, rule)
             target = ts.reward + hp.gamma * jnp.where(ts.terminated, 0.0, v_next)
             q, td = td_update(q, s, a, target, hp.lr)
@@ -232,6 +216,6 @@ def make_policy(
     eps = 0.0 if deterministic else TabularHParams().eps_end
 
     def act(key: jax.Array, obs: jax.Array) -> jax.Array:
-        return epsilon_greedy(key, state.q[jax.vmap(index)(obs)], eps)
+        return epsilon_greedy(key, state.q[jax.vmap(index)(obs)], eps, random_ties=True)
 
     return act
