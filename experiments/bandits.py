@@ -8,8 +8,6 @@ bands over runs).
 """
 
 import dataclasses
-import json
-import os
 import time
 from pathlib import Path
 
@@ -18,7 +16,7 @@ import numpy as np
 import tyro
 
 import envs
-from jaxrl import bandits
+from jaxrl import bandits, experiment
 from jaxrl.config import check_positive
 from jaxrl.experiment import bootstrap_ci
 
@@ -107,17 +105,11 @@ def main(args: Args) -> dict:
         "seed": args.seed,
         "compile_seconds": compile_seconds,
         "run_seconds": run_seconds,
-        "jax_version": jax.__version__,
-        "backend": jax.default_backend(),
-        "device_count": jax.device_count(),
-        "cpu_count": os.cpu_count(),
+        **experiment.machine(),
         "regret_plot": "regret.png",
         "algorithms": results,
     }
-    # Write to a temporary name first so a failed run never leaves a half-written file.
-    tmp = args.out / "summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2))
-    tmp.replace(args.out / "summary.json")
+    experiment.write_json(args.out / "summary.json", summary)
     print(f"wrote {args.out / 'summary.json'} and {args.out / 'regret.png'}")
     return summary
 

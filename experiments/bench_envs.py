@@ -19,7 +19,6 @@ runs in the same process as the reference.
 
 import dataclasses
 import json
-import os
 import statistics
 import time
 from pathlib import Path
@@ -31,6 +30,7 @@ import tyro
 
 import envs
 from envs.vector import VecEnv
+from jaxrl import experiment
 
 
 @dataclasses.dataclass(frozen=True)
@@ -172,10 +172,7 @@ def main(args: Args) -> None:
     at_largest = [r for r in rows if r["num_envs"] == largest and r.get("batching") == "vecenv"]
     summary = {
         "script": "bench_envs",
-        "jax_version": jax.__version__,
-        "backend": jax.default_backend(),
-        "device_count": jax.device_count(),
-        "cpu_count": os.cpu_count(),
+        **experiment.machine(),
         "config": dataclasses.asdict(args) | {"out": str(args.out)},
         f"vecenv_ratio_to_gymnax_cartpole_at_{largest}": {
             r["env"]: r["ratio_to_gymnax_cartpole"] for r in at_largest
@@ -184,7 +181,7 @@ def main(args: Args) -> None:
             r["env"] for r in at_largest if r["ratio_to_gymnax_cartpole"] < 1
         ],
     }
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
+    experiment.write_json(args.out / "summary.json", summary)
     print(f"wrote {args.out / 'bench_envs.json'}")
 
 

@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
-import json
-import os
 import statistics
 import time
 from pathlib import Path
@@ -40,7 +38,7 @@ import tyro
 
 import envs
 from envs import inventory
-from jaxrl import bandits, planning
+from jaxrl import bandits, experiment, planning
 
 
 @dataclasses.dataclass(frozen=True)
@@ -279,19 +277,14 @@ def main(args: Args) -> dict:
     summary = {
         "benchmark": "tabular",
         **results,
-        "jax_version": jax.__version__,
+        **experiment.machine(),
         "numpy_version": np.__version__,
-        "backend": jax.default_backend(),
-        "device_count": jax.device_count(),
-        "cpu_count": os.cpu_count(),
         "config": {
             k: str(v) if isinstance(v, Path) else v for k, v in dataclasses.asdict(args).items()
         },
     }
     args.out.mkdir(parents=True, exist_ok=True)
-    tmp = args.out / "summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2))
-    tmp.replace(args.out / "summary.json")
+    experiment.write_json(args.out / "summary.json", summary)
     print(f"wrote {args.out / 'summary.json'}")
     return summary
 

@@ -33,8 +33,6 @@ that rejax's ``deepcopy`` of its config does not recurse forever).
 """
 
 import dataclasses
-import json
-import os
 import statistics
 import time
 from collections.abc import Callable
@@ -49,7 +47,7 @@ import tyro
 from gymnax.wrappers.compat import LegacyStepAPIWrapper
 
 import envs
-from jaxrl import parallel
+from jaxrl import experiment, parallel
 from jaxrl.agents import dqn, ppo, pqn, sac
 from jaxrl.evaluate import evaluate
 from jaxrl.experiment import final_returns
@@ -271,12 +269,7 @@ def main(args: Args) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     rows = measure(args)
     ratios = ratios_of(rows)
-    meta = {
-        "jax_version": jax.__version__,
-        "backend": jax.default_backend(),
-        "device_count": jax.device_count(),
-        "cpu_count": os.cpu_count(),
-    }
+    meta = experiment.machine()
     configs = {
         name: {"config": dataclasses.asdict(ALGOS[name].config),
                "hparams": ALGOS[name].hparams._asdict()}
@@ -287,9 +280,7 @@ def main(args: Args) -> None:
         ("bench_train.json", {"rows": rows, "ratios": ratios, **meta}),
         ("summary.json", {"script": "bench_train", "algos": configs, "ratios": ratios, **meta}),
     ):
-        tmp = args.out / f"{filename}.tmp"
-        tmp.write_text(json.dumps(content, indent=2))
-        tmp.replace(args.out / filename)
+        experiment.write_json(args.out / filename, content)
 
 
 if __name__ == "__main__":

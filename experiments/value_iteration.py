@@ -14,8 +14,6 @@ the greedy moves for grid worlds; values and actions by state otherwise).
 from __future__ import annotations
 
 import dataclasses
-import json
-import os
 import time
 from pathlib import Path
 
@@ -25,7 +23,7 @@ import numpy as np
 import tyro
 
 import envs
-from jaxrl import planning
+from jaxrl import experiment, planning
 from jaxrl.agents import tabular
 from jaxrl.evaluate import evaluate
 from jaxrl.experiment import episode_limit
@@ -162,14 +160,9 @@ def main(args: Args) -> dict:
         "value_at_start": float(V[start]),
         "eval_return_mean": float(eval_returns.mean()),
         "eval_episodes": args.eval_episodes,
-        "jax_version": jax.__version__,
-        "backend": jax.default_backend(),
-        "device_count": jax.device_count(),
-        "cpu_count": os.cpu_count(),
+        **experiment.machine(),
     }
-    tmp = args.out / "summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2))
-    tmp.replace(args.out / "summary.json")
+    experiment.write_json(args.out / "summary.json", summary)
     print(f"wrote {args.out / 'summary.json'} and {args.out / 'values.png'}")
     return summary
 

@@ -29,6 +29,24 @@ from jaxrl.progress import Progress
 FINAL_FRACTION = 0.05
 
 
+def machine() -> dict[str, Any]:
+    """What every summary.json records about where it ran."""
+    return {
+        "jax_version": jax.__version__,
+        "backend": jax.default_backend(),
+        "device_count": jax.device_count(),
+        "cpu_count": os.cpu_count(),
+    }
+
+
+def write_json(path: Path, data: Any) -> None:
+    """Write ``data`` as JSON to a temporary name, then rename it onto ``path``, so a
+    failed or interrupted run never leaves a half-written file."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2))
+    tmp.replace(path)
+
+
 def final_returns(metrics: dict[str, Any], fraction: float = FINAL_FRACTION) -> np.ndarray:
     """Per seed: mean return of episodes finished in the last ``fraction`` of updates."""
     sums, counts = np.asarray(metrics["episode_return_sum"]), np.asarray(metrics["episodes"])
@@ -191,20 +209,14 @@ def run(
         "compile_seconds": compile_seconds,
         "run_seconds": run_seconds,
         "env_steps_per_second": rate,
-        "jax_version": jax.__version__,
-        "backend": jax.default_backend(),
-        "device_count": jax.device_count(),
+        **machine(),
         "devices_used": devices,
-        "cpu_count": os.cpu_count(),
         "config": dataclasses.asdict(config),
         "hparams": {k: float(v) for k, v in hparams._asdict().items()},
     }
     if extra_summary is not None:
         summary |= extra_summary(summary, config, env, env_params, final_state, hparams)
-    # Write to a temporary name first so a failed run never leaves a half-written file.
-    tmp = out / "summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2))
-    tmp.replace(out / "summary.json")
+    write_json(out / "summary.json", summary)
     print(f"wrote {out / 'summary.json'} and {out / 'curve.png'}")
     return summary
 
