@@ -70,8 +70,10 @@ def scan_updates(
     update_step: Callable[[Any, Any], tuple[Any, dict[str, jax.Array]]],
     state: Any,
     num_updates: int,
+    start: Any = 0,
+    total: int | None = None,
 ) -> tuple[Any, dict[str, jax.Array]]:
-    """``lax.scan(update_step, state, jnp.arange(num_updates))``, reporting progress.
+    """``lax.scan(update_step, state, start + jnp.arange(num_updates))``, reporting progress.
 
     Args:
         update_step: ``(state, update) -> (state, metrics)``, where ``update`` is the
@@ -79,11 +81,15 @@ def scan_updates(
             on it stays a branch); metrics are scalars per update, with
             ``episode_return_sum`` and ``episodes`` if the agent logs returns.
         num_updates: static number of updates.
+        start: index of the first update (a chunk of a longer run; may be traced).
+        total: updates in the whole run (default ``num_updates``): reports fall on
+            the same updates whether the run is one scan or several chunks.
 
     Returns:
         ``(final_state, metrics)`` with metrics stacked ``[num_updates]``.
     """
-    every = max(1, num_updates // REPORTS)
+    total = num_updates if total is None else total
+    every = max(1, total // REPORTS)
 
     def body(state, update):
         state, metrics = update_step(state, update)
@@ -92,10 +98,11 @@ def scan_updates(
             _report(update + 1, metrics)
 
         done = update + 1
-        jax.lax.cond((done % every == 0) | (done == num_updates), emit, lambda: None)
+        jax.lax.cond((done % every == 0) | (done == total), emit, lambda: None)
         return state, metrics
 
-    return jax.lax.scan(body, state, jnp.arange(num_updates, dtype=jnp.int32))
+    updates = jnp.arange(num_updates, dtype=jnp.int32) + jnp.asarray(start, jnp.int32)
+    return jax.lax.scan(body, state, updates)
 
 
 class Progress:

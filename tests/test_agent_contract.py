@@ -21,6 +21,8 @@ import pytest
 
 import envs
 from jaxrl.agents import a2c, cem, dqn, ppo, pqn, reinforce, sac, td3, trpo
+from jaxrl.checkpoint import plain
+from jaxrl.training import Trainer
 
 
 class Agent(NamedTuple):
@@ -175,13 +177,18 @@ def main_run(agent):
 
 
 # chex counts traces per function source and call stack where it wraps, so these two
-# helpers give the single and the vmapped run of one train separate counters.
+# helpers give the single and the vmapped run of one train separate counters. A run
+# traces its Trainer's init exactly once, so counting init's traces counts the run's.
+def counted(train):
+    return dataclasses.replace(train, init=chex.assert_max_traces(train.init, n=1))
+
+
 def jit_once(train):
-    return jax.jit(chex.assert_max_traces(train, n=1))
+    return jax.jit(counted(train))
 
 
 def jit_vmap_once(train):
-    return jax.jit(jax.vmap(chex.assert_max_traces(train, n=1)))
+    return jax.jit(jax.vmap(counted(train)))
 
 
 def sweep_row(agent: Agent, row: int) -> NamedTuple:
@@ -214,6 +221,24 @@ def test_vmap_over_seeds_equals_single_runs_and_compiles_once(agent, main_run):
     check_rows_equal_single_runs(agent, main_run, [hp, hp], *main_run.seeds)
     # New values, same shapes: no retrace.
     main_run.single(main_run.keys[0], sweep_row(agent, 1))
+
+
+def test_init_then_chunks_equals_the_whole_run_bit_for_bit(agent, main_run):
+    # What checkpoints rely on: a run split at any update continues exactly.
+    env, params = envs.make(main_env(agent))
+    train = agent.module.make_train(agent.small, env, params)
+    assert isinstance(train, Trainer) and train.num_updates == 3
+
+    def in_chunks(key, hp):
+        state, first = train.chunk(1)(train.init(key, hp), hp, 0)
+        state, rest = train.chunk(2)(state, hp, 1)
+        return state, jax.tree.map(lambda a, b: jnp.concatenate([a, b]), first, rest)
+
+    hp = agent.hparams()
+    expected = main_run.single(main_run.keys[0], hp)
+    got = jax.jit(in_chunks)(main_run.keys[0], hp)
+    for a, b in zip(jax.tree.leaves(plain(got)), jax.tree.leaves(plain(expected)), strict=True):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
 def test_metrics_have_update_axis(agent, main_run):

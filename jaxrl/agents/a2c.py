@@ -28,9 +28,10 @@ import jax.numpy as jnp
 import optax
 
 from jaxrl import config as C
-from jaxrl import progress, returns, rollout
+from jaxrl import returns, rollout
 from jaxrl.networks import ActorCritic
 from jaxrl.optim import make_optimizer
+from jaxrl.training import Trainer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,54 +104,58 @@ def make_network(config: A2CConfig, env: Any, env_params: Any) -> ActorCritic:
     return C.actor_critic("A2C", config, env, env_params)
 
 
-def make_train(config: A2CConfig, env: Any, env_params: Any):
-    """``train(key, hparams) -> (A2CState, metrics)``; metrics have a leading update axis."""
+def make_train(config: A2CConfig, env: Any, env_params: Any) -> Trainer:
+    """``train(key, hparams) -> (A2CState, metrics)``, metrics with a leading update
+    axis; a ``jaxrl.training.Trainer``, so it also runs in chunks from ``train.init``."""
     network = make_network(config, env, env_params)
     venv = C.batched_env(env, config.num_envs, config.max_resets, not network.discrete)
     obs_shape = venv.observation_space(env_params).shape
 
-    def train(key: jax.Array, hp: A2CHParams) -> tuple[A2CState, dict[str, jax.Array]]:
-        hp.validate()
-        tx = make_optimizer(
+    def optimizer(hp: A2CHParams) -> optax.GradientTransformation:
+        return make_optimizer(
             hp.lr, hp.max_grad_norm, decay_steps=config.num_updates if config.anneal_lr else None
         )
+
+    def init(key: jax.Array, hp: A2CHParams) -> A2CState:
+        hp.validate()
         key, init_key, env_key = jax.random.split(key, 3)
         params = network.init(init_key, jnp.zeros((1, *obs_shape), jnp.float32))
         env_carry = rollout.init_carry(venv, env_params, env_key, config.normalize_obs, False)
-        state = A2CState(params, tx.init(params), env_carry, key, jnp.zeros((), jnp.int32))
+        return A2CState(
+            params, optimizer(hp).init(params), env_carry, key, jnp.zeros((), jnp.int32)
+        )
 
-        def update_step(state: A2CState, _):
-            key, rollout_key = jax.random.split(state.key)
+    def update_step(state: A2CState, hp: A2CHParams, update: jax.Array):
+        tx = optimizer(hp)
+        key, rollout_key = jax.random.split(state.key)
 
-            def act(key, obs, first, carry):
-                dist, value = network.apply(state.params, obs)
-                return dist.sample(key), value, carry
+        def act(key, obs, first, carry):
+            dist, value = network.apply(state.params, obs)
+            return dist.sample(key), value, carry
 
-            # 1. collect rollout
-            env_carry, _, traj = rollout.collect(
-                venv, env_params, act, rollout_key, state.env, config.rollout_len, hp.gamma
-            )
-            value = traj.extras
-            # 2. bootstrap values on final_obs (pre-reset)
-            v_next = network.apply(state.params, traj.next_obs)[1]
-            # 3. advantages
-            flags = (traj.reward, traj.terminated, traj.truncated)
-            if config.advantage == "gae":
-                adv, target = returns.gae(*flags, value, v_next, hp.gamma, hp.gae_lambda)
-            else:
-                target = returns.reward_to_go(*flags, v_next, hp.gamma)
-                adv = target - value
-            # 4. one gradient step on the whole batch
-            batch = Batch(traj.obs, traj.action, adv, target)
-            grads, stats = jax.grad(a2c_loss, has_aux=True)(state.params, network.apply, batch, hp)
-            updates, opt_state = tx.update(grads, state.opt_state, state.params)
-            params = optax.apply_updates(state.params, updates)
-            metrics = stats | rollout.episode_metrics(traj)
-            return A2CState(params, opt_state, env_carry, key, state.update + 1), metrics
+        # 1. collect rollout
+        env_carry, _, traj = rollout.collect(
+            venv, env_params, act, rollout_key, state.env, config.rollout_len, hp.gamma
+        )
+        value = traj.extras
+        # 2. bootstrap values on final_obs (pre-reset)
+        v_next = network.apply(state.params, traj.next_obs)[1]
+        # 3. advantages
+        flags = (traj.reward, traj.terminated, traj.truncated)
+        if config.advantage == "gae":
+            adv, target = returns.gae(*flags, value, v_next, hp.gamma, hp.gae_lambda)
+        else:
+            target = returns.reward_to_go(*flags, v_next, hp.gamma)
+            adv = target - value
+        # 4. one gradient step on the whole batch
+        batch = Batch(traj.obs, traj.action, adv, target)
+        grads, stats = jax.grad(a2c_loss, has_aux=True)(state.params, network.apply, batch, hp)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = stats | rollout.episode_metrics(traj)
+        return A2CState(params, opt_state, env_carry, key, state.update + 1), metrics
 
-        return progress.scan_updates(update_step, state, config.num_updates)
-
-    return train
+    return Trainer(init, update_step, config.num_updates)
 
 
 def make_policy(

@@ -34,10 +34,11 @@ import optax
 
 from envs import wrappers
 from jaxrl import config as C
-from jaxrl import progress, rollout
+from jaxrl import rollout
 from jaxrl.evaluate import evaluate
 from jaxrl.networks import Actor
 from jaxrl.optim import make_optimizer
+from jaxrl.training import Trainer
 
 Expert = Callable[[jax.Array, Any], jax.Array]
 """``expert(key, obs [N, ...]) -> actions [N, ...]``, traceable."""
@@ -153,9 +154,11 @@ def make_network(config: BCConfig, env: Any, env_params: Any) -> Actor:
     )
 
 
-def make_train(config: BCConfig, env: Any, env_params: Any, expert: Expert):
+def make_train(config: BCConfig, env: Any, env_params: Any, expert: Expert) -> Trainer:
     """``train(key, hparams) -> (BCState, metrics)``; metrics have a leading iteration
-    axis. ``env`` is a training env (auto-reset), e.g. from ``envs.make``."""
+    axis. ``env`` is a training env (auto-reset), e.g. from ``envs.make``. A
+    ``jaxrl.training.Trainer`` (one update per iteration), so it also runs in chunks
+    from ``train.init``."""
     from jaxrl.experiment import episode_limit
 
     network = make_network(config, env, env_params)
@@ -168,9 +171,14 @@ def make_train(config: BCConfig, env: Any, env_params: Any, expert: Expert):
     max_steps = episode_limit(env, env_params)
     eval_env = env if spec.discrete else wrappers.ClipAction(env)
 
-    def train(key: jax.Array, hp: BCHParams) -> tuple[BCState, dict[str, jax.Array]]:
+    def optimizer(hp: BCHParams) -> optax.GradientTransformation:
+        return make_optimizer(hp.lr, hp.max_grad_norm)
+
+    def learner(params):
+        return lambda key, obs: network.apply(params, obs).mode()
+
+    def init(key: jax.Array, hp: BCHParams) -> BCState:
         hp.validate()
-        tx = make_optimizer(hp.lr, hp.max_grad_norm)
         key, init_key, env_key = jax.random.split(key, 3)
         params = network.init(init_key, jnp.zeros((1, *obs_space.shape), jnp.float32))
         data = Dataset(
@@ -179,62 +187,59 @@ def make_train(config: BCConfig, env: Any, env_params: Any, expert: Expert):
             jnp.int32(0),
         )
         env_carry = rollout.init_carry(venv, env_params, env_key, False, False)
-        state = BCState(params, tx.init(params), data, env_carry, key)
+        return BCState(params, optimizer(hp).init(params), data, env_carry, key)
 
-        def learner(params):
-            return lambda key, obs: network.apply(params, obs).mode()
+    def update_step(state: BCState, hp: BCHParams, iteration: jax.Array):
+        """Iteration ``iteration`` (0: behaviour cloning on the expert's rollout)."""
+        tx = optimizer(hp)
+        key, rollout_key, label_key, sgd_key, eval_key = jax.random.split(state.key, 5)
 
-        def update_step(state: BCState, iteration: jax.Array):
-            key, rollout_key, label_key, sgd_key, eval_key = jax.random.split(state.key, 5)
+        # 1. collect: the expert acts first, then the learner (DAgger)
+        def act(key, obs, first, carry):
+            action = jax.lax.cond(iteration == 0, expert, learner(state.params), key, obs)
+            return action.astype(action_dtype), None, carry
 
-            # 1. collect: the expert acts first, then the learner (DAgger)
-            def act(key, obs, first, carry):
-                action = jax.lax.cond(iteration == 0, expert, learner(state.params), key, obs)
-                return action.astype(action_dtype), None, carry
+        env_carry, _, traj = rollout.collect(
+            venv, env_params, act, rollout_key, state.env, config.rollout_len
+        )
+        # 2. label every visited state with the expert's action
+        obs = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), traj.obs)
+        labels = expert(label_key, obs).astype(action_dtype)
+        start = iteration * config.batch_size
+        data = Dataset(
+            jax.lax.dynamic_update_slice_in_dim(state.data.obs, obs, start, 0),
+            jax.lax.dynamic_update_slice_in_dim(state.data.action, labels, start, 0),
+            (iteration + 1) * config.batch_size,
+        )
 
-            env_carry, _, traj = rollout.collect(
-                venv, env_params, act, rollout_key, state.env, config.rollout_len
+        # 3. minibatch steps on everything collected so far
+        def sgd_step(carry, key):
+            params, opt_state = carry
+            index = jax.random.randint(key, (config.minibatch_size,), 0, data.size)
+            grads, stats = jax.grad(bc_loss, has_aux=True)(
+                params, network.apply, data.obs[index], data.action[index]
             )
-            # 2. label every visited state with the expert's action
-            obs = jax.tree.map(lambda x: x.reshape(-1, *x.shape[2:]), traj.obs)
-            labels = expert(label_key, obs).astype(action_dtype)
-            start = iteration * config.batch_size
-            data = Dataset(
-                jax.lax.dynamic_update_slice_in_dim(state.data.obs, obs, start, 0),
-                jax.lax.dynamic_update_slice_in_dim(state.data.action, labels, start, 0),
-                (iteration + 1) * config.batch_size,
-            )
+            updates, opt_state = tx.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), stats
 
-            # 3. minibatch steps on everything collected so far
-            def sgd_step(carry, key):
-                params, opt_state = carry
-                index = jax.random.randint(key, (config.minibatch_size,), 0, data.size)
-                grads, stats = jax.grad(bc_loss, has_aux=True)(
-                    params, network.apply, data.obs[index], data.action[index]
-                )
-                updates, opt_state = tx.update(grads, opt_state, params)
-                return (optax.apply_updates(params, updates), opt_state), stats
+        (params, opt_state), stats = jax.lax.scan(
+            sgd_step,
+            (state.params, state.opt_state),
+            jax.random.split(sgd_key, config.num_sgd_steps),
+        )
+        # 4. evaluate the learner greedily
+        returns = evaluate(
+            eval_env, env_params, learner(params), eval_key, config.eval_episodes, max_steps
+        )
+        metrics = {
+            "loss": stats["loss"][-1],
+            "accuracy": stats["accuracy"][-1],
+            "episode_return_sum": returns.sum(),
+            "episodes": jnp.float32(config.eval_episodes),
+        }
+        return BCState(params, opt_state, data, env_carry, key), metrics
 
-            (params, opt_state), stats = jax.lax.scan(
-                sgd_step,
-                (state.params, state.opt_state),
-                jax.random.split(sgd_key, config.num_sgd_steps),
-            )
-            # 4. evaluate the learner greedily
-            returns = evaluate(
-                eval_env, env_params, learner(params), eval_key, config.eval_episodes, max_steps
-            )
-            metrics = {
-                "loss": stats["loss"][-1],
-                "accuracy": stats["accuracy"][-1],
-                "episode_return_sum": returns.sum(),
-                "episodes": jnp.float32(config.eval_episodes),
-            }
-            return BCState(params, opt_state, data, env_carry, key), metrics
-
-        return progress.scan_updates(update_step, state, config.num_updates)
-
-    return train
+    return Trainer(init, update_step, config.num_updates)
 
 
 def make_policy(config: BCConfig, env: Any, env_params: Any, state: BCState, deterministic=True):

@@ -60,10 +60,10 @@ from jax.flatten_util import ravel_pytree
 
 from envs.core import Environment
 from jaxrl import config as C
-from jaxrl import progress
 from jaxrl.evaluate import evaluate
 from jaxrl.experiment import episode_limit
 from jaxrl.networks import Actor
+from jaxrl.training import Trainer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -218,10 +218,12 @@ def _unravel(network: Actor, env: Environment, env_params: Any) -> Callable:
     return ravel_pytree(jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes))[1]
 
 
-def make_train(config: CEMConfig, env: Environment, env_params: Any):
+def make_train(config: CEMConfig, env: Environment, env_params: Any) -> Trainer:
     """``train(key, hparams) -> (CEMState, metrics)``; metrics have a leading generation
     axis: ``episode_return_sum`` and ``episodes`` (all candidate episodes), ``return_mean``,
-    ``elite_return`` and ``best_return`` (of candidates' mean returns) and ``std_mean``."""
+    ``elite_return`` and ``best_return`` (of candidates' mean returns) and ``std_mean``.
+    A ``jaxrl.training.Trainer`` (one update per generation), so it also runs in chunks
+    from ``train.init``."""
     network = make_network(config, env, env_params)
     unit_env = C.unit_action_env(env, env_params)
     limit = episode_limit(env, env_params)
@@ -231,56 +233,56 @@ def make_train(config: CEMConfig, env: Environment, env_params: Any):
         config.episodes_per_candidate,
         config.num_generations,
     )
+    # the flat parameters' layout depends only on the network's shapes: static
+    policy = flat_policy(network, _unravel(network, env, env_params))
 
-    def train(key: jax.Array, hp: CEMHParams) -> tuple[CEMState, dict]:
+    def fitness(theta: jax.Array, key: jax.Array) -> jax.Array:
+        return evaluate(unit_env, env_params, policy(theta), key, episodes, limit)
+
+    def init(key: jax.Array, hp: CEMHParams) -> CEMState:
         hp.validate()
         key, init_key = jax.random.split(key)
-        mean0, unravel = ravel_pytree(network.init(init_key, jnp.zeros((1, *obs_shape))))
-        policy = flat_policy(network, unravel)
+        mean0, _ = ravel_pytree(network.init(init_key, jnp.zeros((1, *obs_shape))))
         std0 = jnp.full_like(mean0, hp.init_std)
-        state = CEMState(mean0, std0, mean0, jnp.asarray(-jnp.inf, jnp.float32), key)
+        return CEMState(mean0, std0, mean0, jnp.asarray(-jnp.inf, jnp.float32), key)
 
-        def fitness(theta: jax.Array, key: jax.Array) -> jax.Array:
-            return evaluate(unit_env, env_params, policy(theta), key, episodes, limit)
+    def generation(state: CEMState, hp: CEMHParams, t: jax.Array) -> tuple[CEMState, dict]:
+        """One generation; ``t`` is its 0-based index over the whole run."""
+        key, sample_key, eval_key = jax.random.split(state.key, 3)
+        # 1. sample candidates around the mean (random search: the fixed initial one)
+        noise = jax.random.normal(sample_key, (n, state.params.size))
+        population = state.params[None] + state.std[None] * noise
+        # 2. evaluate them on the same episode keys: returns [n, episodes]
+        returns = jax.vmap(fitness, in_axes=(0, None))(population, eval_key)
+        score = returns.mean(-1)
+        # 3. refit to the elites, with the decaying extra noise
+        decay = jnp.maximum(0.0, 1.0 - t / (hp.extra_decay_fraction * generations))
+        mean, std, elites = cem_update(
+            population,
+            score,
+            state.params,
+            state.std,
+            config.num_elites,
+            jnp.square(hp.extra_std) * decay,
+            hp.smoothing,
+        )
+        if config.method == "random_search":  # the initial distribution, always
+            mean, std = state.params, state.std
+        # 4. keep the best candidate seen
+        better = score[elites[0]] > state.best_return
+        best_params = jnp.where(better, population[elites[0]], state.best_params)
+        best_return = jnp.where(better, score[elites[0]], state.best_return)
+        metrics = {
+            "episode_return_sum": returns.sum(),
+            "episodes": jnp.asarray(returns.size, jnp.float32),
+            "return_mean": score.mean(),
+            "elite_return": score[elites].mean(),
+            "best_return": score[elites[0]],
+            "std_mean": std.mean(),
+        }
+        return CEMState(mean, std, best_params, best_return, key), metrics
 
-        def generation(state: CEMState, t: jax.Array) -> tuple[CEMState, dict]:
-            key, sample_key, eval_key = jax.random.split(state.key, 3)
-            # 1. sample candidates around the mean (random search: the fixed initial one)
-            noise = jax.random.normal(sample_key, (n, mean0.size))
-            population = state.params[None] + state.std[None] * noise
-            # 2. evaluate them on the same episode keys: returns [n, episodes]
-            returns = jax.vmap(fitness, in_axes=(0, None))(population, eval_key)
-            score = returns.mean(-1)
-            # 3. refit to the elites, with the decaying extra noise
-            decay = jnp.maximum(0.0, 1.0 - t / (hp.extra_decay_fraction * generations))
-            mean, std, elites = cem_update(
-                population,
-                score,
-                state.params,
-                state.std,
-                config.num_elites,
-                jnp.square(hp.extra_std) * decay,
-                hp.smoothing,
-            )
-            if config.method == "random_search":  # the initial distribution, always
-                mean, std = state.params, state.std
-            # 4. keep the best candidate seen
-            better = score[elites[0]] > state.best_return
-            best_params = jnp.where(better, population[elites[0]], state.best_params)
-            best_return = jnp.where(better, score[elites[0]], state.best_return)
-            metrics = {
-                "episode_return_sum": returns.sum(),
-                "episodes": jnp.asarray(returns.size, jnp.float32),
-                "return_mean": score.mean(),
-                "elite_return": score[elites].mean(),
-                "best_return": score[elites[0]],
-                "std_mean": std.mean(),
-            }
-            return CEMState(mean, std, best_params, best_return, key), metrics
-
-        return progress.scan_updates(generation, state, generations)
-
-    return train
+    return Trainer(init, generation, generations)
 
 
 def make_policy(

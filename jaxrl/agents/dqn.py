@@ -30,9 +30,10 @@ import jax.numpy as jnp
 import optax
 
 from jaxrl import config as C
-from jaxrl import progress, replay, returns, rollout
+from jaxrl import replay, returns, rollout
 from jaxrl.exploration import epsilon_greedy, linear_epsilon, q_policy
 from jaxrl.optim import make_optimizer
+from jaxrl.training import Trainer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -173,8 +174,9 @@ def make_network(config: DQNConfig, env: Any, env_params: Any):
     return C.q_network("DQN", config, env, env_params, dueling=config.dueling)
 
 
-def make_train(config: DQNConfig, env: Any, env_params: Any):
-    """``train(key, hparams) -> (DQNState, metrics)``; metrics have a leading update axis."""
+def make_train(config: DQNConfig, env: Any, env_params: Any) -> Trainer:
+    """``train(key, hparams) -> (DQNState, metrics)``, metrics with a leading update
+    axis; a ``jaxrl.training.Trainer``, so it also runs in chunks from ``train.init``."""
     network = make_network(config, env, env_params)
     venv = C.batched_env(env, config.num_envs, config.max_resets, continuous=False)
     obs_space = venv.observation_space(env_params)
@@ -187,69 +189,70 @@ def make_train(config: DQNConfig, env: Any, env_params: Any):
         config.priority_exponent,
     )
     first_learning_update = config.first_learning_update
+    decay = (config.num_updates - first_learning_update) * config.gradient_steps
 
-    def train(key: jax.Array, hp: DQNHParams) -> tuple[DQNState, dict[str, jax.Array]]:
-        hp.validate()
-        decay = (config.num_updates - first_learning_update) * config.gradient_steps
-        tx = make_optimizer(
+    def optimizer(hp: DQNHParams) -> optax.GradientTransformation:
+        return make_optimizer(
             hp.lr, hp.max_grad_norm, decay_steps=decay if config.anneal_lr else None
         )
+
+    def init(key: jax.Array, hp: DQNHParams) -> DQNState:
+        hp.validate()
         key, init_key, env_key = jax.random.split(key, 3)
         params = network.init(init_key, jnp.zeros((1, *obs_space.shape), jnp.float32))
         env_carry = rollout.init_carry(venv, env_params, env_key, False, False)
-        state = DQNState(
+        return DQNState(
             params,
             params,
-            tx.init(params),
+            optimizer(hp).init(params),
             buffer.init(replay.example_step(venv, env_params)),
             env_carry,
             key,
         )
 
-        def update_step(state: DQNState, update: jax.Array):
-            key, rollout_key, sample_key = jax.random.split(state.key, 3)
-            eps = linear_epsilon(hp, update * config.batch_size, config.total_steps)
+    def update_step(state: DQNState, hp: DQNHParams, update: jax.Array):
+        tx = optimizer(hp)
+        key, rollout_key, sample_key = jax.random.split(state.key, 3)
+        eps = linear_epsilon(hp, update * config.batch_size, config.total_steps)
 
-            def act(key, obs, first, carry):
-                q = network.apply(state.params, obs)
-                return epsilon_greedy(key, q, eps), None, carry
+        def act(key, obs, first, carry):
+            q = network.apply(state.params, obs)
+            return epsilon_greedy(key, q, eps), None, carry
 
-            # 1. collect epsilon-greedy steps and add them to the replay buffer
-            env_carry, _, traj = rollout.collect(
-                venv, env_params, act, rollout_key, state.env, config.rollout_len
-            )
-            buffer_state = buffer.add(state.buffer, traj)
+        # 1. collect epsilon-greedy steps and add them to the replay buffer
+        env_carry, _, traj = rollout.collect(
+            venv, env_params, act, rollout_key, state.env, config.rollout_len
+        )
+        buffer_state = buffer.add(state.buffer, traj)
 
-            # 2. gradient steps on replayed sequences, once learning has started
-            def gradient_step(carry, key, step):
-                params, opt_state, buffer_state = carry
-                sample = buffer.sample(buffer_state, key)
-                grads, (td, q) = jax.grad(dqn_loss, has_aux=True)(
-                    params, state.target_params, network.apply, sample, hp, config, buffer
-                )
-                updates, opt_state = tx.update(grads, opt_state, params)
-                buffer_state = buffer.update_priorities(buffer_state, sample, td)
-                stats = {"td_abs": jnp.abs(td).mean(), "q_mean": q.mean()}
-                return (optax.apply_updates(params, updates), opt_state, buffer_state), stats
-
-            started = update >= first_learning_update
-            carry = (state.params, state.opt_state, buffer_state)
-            carry, stats = replay.gradient_steps(
-                started, gradient_step, carry, sample_key, config.gradient_steps, update
-            )
+        # 2. gradient steps on replayed sequences, once learning has started
+        def gradient_step(carry, key, step):
             params, opt_state, buffer_state = carry
-            # 3. target network: every target_update_every updates, tau of the way
-            move = (update + 1) % config.target_update_every == 0
-            step = jnp.where(move, hp.tau, 0.0)
-            target_params = optax.incremental_update(params, state.target_params, step)
+            sample = buffer.sample(buffer_state, key)
+            grads, (td, q) = jax.grad(dqn_loss, has_aux=True)(
+                params, state.target_params, network.apply, sample, hp, config, buffer
+            )
+            updates, opt_state = tx.update(grads, opt_state, params)
+            buffer_state = buffer.update_priorities(buffer_state, sample, td)
+            stats = {"td_abs": jnp.abs(td).mean(), "q_mean": q.mean()}
+            return (optax.apply_updates(params, updates), opt_state, buffer_state), stats
 
-            metrics = stats | {"epsilon": eps} | rollout.episode_metrics(traj)
-            new_state = DQNState(params, target_params, opt_state, buffer_state, env_carry, key)
-            return new_state, metrics
+        started = update >= first_learning_update
+        carry = (state.params, state.opt_state, buffer_state)
+        carry, stats = replay.gradient_steps(
+            started, gradient_step, carry, sample_key, config.gradient_steps, update
+        )
+        params, opt_state, buffer_state = carry
+        # 3. target network: every target_update_every updates, tau of the way
+        move = (update + 1) % config.target_update_every == 0
+        step = jnp.where(move, hp.tau, 0.0)
+        target_params = optax.incremental_update(params, state.target_params, step)
 
-        return progress.scan_updates(update_step, state, config.num_updates)
+        metrics = stats | {"epsilon": eps} | rollout.episode_metrics(traj)
+        new_state = DQNState(params, target_params, opt_state, buffer_state, env_carry, key)
+        return new_state, metrics
 
-    return train
+    return Trainer(init, update_step, config.num_updates)
 
 
 def make_policy(

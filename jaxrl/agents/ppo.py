@@ -23,9 +23,10 @@ import jax.numpy as jnp
 import optax
 
 from jaxrl import config as C
-from jaxrl import minibatch, progress, returns, rollout
+from jaxrl import minibatch, returns, rollout
 from jaxrl.networks import ActorCritic
 from jaxrl.optim import make_optimizer
+from jaxrl.training import Trainer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -153,8 +154,9 @@ def make_network(config: PPOConfig, env: Any, env_params: Any) -> ActorCritic:
     return C.actor_critic("PPO", config, env, env_params, config.gru_size)
 
 
-def make_train(config: PPOConfig, env: Any, env_params: Any):
-    """``train(key, hparams) -> (PPOState, metrics)``; metrics have a leading update axis."""
+def make_train(config: PPOConfig, env: Any, env_params: Any) -> Trainer:
+    """``train(key, hparams) -> (PPOState, metrics)``, metrics with a leading update
+    axis; a ``jaxrl.training.Trainer``, so it also runs in chunks from ``train.init``."""
     network = make_network(config, env, env_params)
     venv = C.batched_env(env, config.num_envs, config.max_resets, not network.discrete)
     recurrent = config.gru_size > 0
@@ -168,10 +170,12 @@ def make_train(config: PPOConfig, env: Any, env_params: Any):
         dist, value, rnn = network.apply(params, obs[None], first[None], rnn)
         return jax.tree.map(lambda x: x[0], dist), value[0], rnn
 
-    def train(key: jax.Array, hp: PPOHParams) -> tuple[PPOState, dict[str, jax.Array]]:
-        tx = make_optimizer(
+    def optimizer(hp: PPOHParams) -> optax.GradientTransformation:
+        return make_optimizer(
             hp.lr, hp.max_grad_norm, decay_steps=decay if config.anneal_lr else None
         )
+
+    def init(key: jax.Array, hp: PPOHParams) -> PPOState:
         key, init_key, env_key = jax.random.split(key, 3)
         dummy = jnp.zeros((1, *obs_shape), jnp.float32)
         rnn = jnp.zeros((config.num_envs, config.gru_size), jnp.float32)
@@ -180,78 +184,79 @@ def make_train(config: PPOConfig, env: Any, env_params: Any):
         env_carry = rollout.init_carry(
             venv, env_params, env_key, config.normalize_obs, config.normalize_reward
         )
-        state = PPOState(params, tx.init(params), env_carry, rnn, key, jnp.zeros((), jnp.int32))
+        return PPOState(
+            params, optimizer(hp).init(params), env_carry, rnn, key, jnp.zeros((), jnp.int32)
+        )
 
-        def update_step(state: PPOState, _):
-            key, rollout_key, epoch_key = jax.random.split(state.key, 3)
+    def update_step(state: PPOState, hp: PPOHParams, update: jax.Array):
+        tx = optimizer(hp)
+        key, rollout_key, epoch_key = jax.random.split(state.key, 3)
 
-            def act(key, obs, first, rnn):
-                dist, value, rnn_next = apply_step(state.params, obs, first, rnn)
-                action = dist.sample(key)
-                return action, (dist.log_prob(action), value, rnn_next), rnn_next
+        def act(key, obs, first, rnn):
+            dist, value, rnn_next = apply_step(state.params, obs, first, rnn)
+            action = dist.sample(key)
+            return action, (dist.log_prob(action), value, rnn_next), rnn_next
 
-            # 1. collect rollout
-            env_carry, rnn_end, traj = rollout.collect(
-                venv,
-                env_params,
-                act,
-                rollout_key,
-                state.env,
-                config.rollout_len,
-                hp.gamma,
-                state.rnn,
+        # 1. collect rollout
+        env_carry, rnn_end, traj = rollout.collect(
+            venv,
+            env_params,
+            act,
+            rollout_key,
+            state.env,
+            config.rollout_len,
+            hp.gamma,
+            state.rnn,
+        )
+        log_prob, value, rnn_after = traj.extras
+        # 2. bootstrap values on final_obs (pre-reset), with the state after each step
+        if recurrent:
+            flat = lambda x: x.reshape((-1, *x.shape[2:]))  # noqa: E731
+            no_reset = jnp.zeros((1, flat(traj.reward).shape[0]), bool)
+            _, v_next, _ = network.apply(
+                state.params, flat(traj.next_obs)[None], no_reset, flat(rnn_after)
             )
-            log_prob, value, rnn_after = traj.extras
-            # 2. bootstrap values on final_obs (pre-reset), with the state after each step
-            if recurrent:
-                flat = lambda x: x.reshape((-1, *x.shape[2:]))  # noqa: E731
-                no_reset = jnp.zeros((1, flat(traj.reward).shape[0]), bool)
-                _, v_next, _ = network.apply(
-                    state.params, flat(traj.next_obs)[None], no_reset, flat(rnn_after)
-                )
-                v_next = v_next.reshape(traj.reward.shape)
+            v_next = v_next.reshape(traj.reward.shape)
+        else:
+            v_next = network.apply(state.params, traj.next_obs)[1]
+        # 3. advantages
+        adv, target = returns.gae(
+            traj.reward, traj.terminated, traj.truncated, value, v_next, hp.gamma, hp.gae_lambda
+        )
+        batch = Batch(traj.obs, traj.first, traj.action, log_prob, value, adv, target)
+
+        # 4. epochs of minibatch updates
+        def sgd_step(carry, mb):
+            params, opt_state = carry
+            mb_batch, mb_rnn = mb
+            grads, stats = jax.grad(ppo_loss, has_aux=True)(
+                params, network.apply, mb_batch, hp, config.clip_value, mb_rnn
+            )
+            updates, opt_state = tx.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), stats
+
+        def epoch(carry, key):
+            if recurrent:  # shuffle whole env sequences: batch is [T, N] -> [N, T]
+                seqs = (jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), batch), state.rnn)
+                mbs = minibatch.shuffle_minibatches(key, seqs, config.num_minibatches)
+                mbs = (jax.tree.map(lambda x: jnp.swapaxes(x, 1, 2), mbs[0]), mbs[1])
             else:
-                v_next = network.apply(state.params, traj.next_obs)[1]
-            # 3. advantages
-            adv, target = returns.gae(
-                traj.reward, traj.terminated, traj.truncated, value, v_next, hp.gamma, hp.gae_lambda
-            )
-            batch = Batch(traj.obs, traj.first, traj.action, log_prob, value, adv, target)
-
-            # 4. epochs of minibatch updates
-            def sgd_step(carry, mb):
-                params, opt_state = carry
-                mb_batch, mb_rnn = mb
-                grads, stats = jax.grad(ppo_loss, has_aux=True)(
-                    params, network.apply, mb_batch, hp, config.clip_value, mb_rnn
+                mbs = (
+                    minibatch.shuffle_minibatches(key, batch, config.num_minibatches, 2),
+                    None,
                 )
-                updates, opt_state = tx.update(grads, opt_state, params)
-                return (optax.apply_updates(params, updates), opt_state), stats
+            return jax.lax.scan(sgd_step, carry, mbs)
 
-            def epoch(carry, key):
-                if recurrent:  # shuffle whole env sequences: batch is [T, N] -> [N, T]
-                    seqs = (jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), batch), state.rnn)
-                    mbs = minibatch.shuffle_minibatches(key, seqs, config.num_minibatches)
-                    mbs = (jax.tree.map(lambda x: jnp.swapaxes(x, 1, 2), mbs[0]), mbs[1])
-                else:
-                    mbs = (
-                        minibatch.shuffle_minibatches(key, batch, config.num_minibatches, 2),
-                        None,
-                    )
-                return jax.lax.scan(sgd_step, carry, mbs)
+        (params, opt_state), stats = jax.lax.scan(
+            epoch,
+            (state.params, state.opt_state),
+            jax.random.split(epoch_key, config.num_epochs),
+        )
+        metrics = jax.tree.map(jnp.mean, stats) | rollout.episode_metrics(traj)
+        new_state = PPOState(params, opt_state, env_carry, rnn_end, key, state.update + 1)
+        return new_state, metrics
 
-            (params, opt_state), stats = jax.lax.scan(
-                epoch,
-                (state.params, state.opt_state),
-                jax.random.split(epoch_key, config.num_epochs),
-            )
-            metrics = jax.tree.map(jnp.mean, stats) | rollout.episode_metrics(traj)
-            new_state = PPOState(params, opt_state, env_carry, rnn_end, key, state.update + 1)
-            return new_state, metrics
-
-        return progress.scan_updates(update_step, state, config.num_updates)
-
-    return train
+    return Trainer(init, update_step, config.num_updates)
 
 
 def make_policy(

@@ -32,9 +32,10 @@ import jax.numpy as jnp
 import optax
 
 from jaxrl import config as C
-from jaxrl import minibatch, progress, returns, rollout
+from jaxrl import minibatch, returns, rollout
 from jaxrl.exploration import epsilon_greedy, linear_epsilon, q_policy
 from jaxrl.optim import make_optimizer
+from jaxrl.training import Trainer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -147,68 +148,68 @@ def make_network(config: PQNConfig, env: Any, env_params: Any):
     return C.q_network("PQN", config, env, env_params, layer_norm=config.layer_norm)
 
 
-def make_train(config: PQNConfig, env: Any, env_params: Any):
-    """``train(key, hparams) -> (PQNState, metrics)``; metrics have a leading update axis."""
+def make_train(config: PQNConfig, env: Any, env_params: Any) -> Trainer:
+    """``train(key, hparams) -> (PQNState, metrics)``, metrics with a leading update
+    axis; a ``jaxrl.training.Trainer``, so it also runs in chunks from ``train.init``."""
     network = make_network(config, env, env_params)
     venv = C.batched_env(env, config.num_envs, config.max_resets, continuous=False)
     obs_shape = venv.observation_space(env_params).shape
     sgd_steps = config.num_updates * config.num_epochs * config.num_minibatches
 
-    def train(key: jax.Array, hp: PQNHParams) -> tuple[PQNState, dict[str, jax.Array]]:
-        hp.validate()
-        tx = make_optimizer(
+    def optimizer(hp: PQNHParams) -> optax.GradientTransformation:
+        return make_optimizer(
             hp.lr, hp.max_grad_norm, decay_steps=sgd_steps if config.anneal_lr else None
         )
+
+    def init(key: jax.Array, hp: PQNHParams) -> PQNState:
+        hp.validate()
         key, init_key, env_key = jax.random.split(key, 3)
         params = network.init(init_key, jnp.zeros((1, *obs_shape), jnp.float32))
         env_carry = rollout.init_carry(venv, env_params, env_key, False, False)
-        state = PQNState(params, tx.init(params), env_carry, key)
+        return PQNState(params, optimizer(hp).init(params), env_carry, key)
 
-        def update_step(state: PQNState, update: jax.Array):
-            key, rollout_key, epoch_key = jax.random.split(state.key, 3)
-            eps = linear_epsilon(hp, update * config.batch_size, config.total_steps)
+    def update_step(state: PQNState, hp: PQNHParams, update: jax.Array):
+        tx = optimizer(hp)
+        key, rollout_key, epoch_key = jax.random.split(state.key, 3)
+        eps = linear_epsilon(hp, update * config.batch_size, config.total_steps)
 
-            def act(key, obs, first, carry):
-                return epsilon_greedy(key, network.apply(state.params, obs), eps), None, carry
+        def act(key, obs, first, carry):
+            return epsilon_greedy(key, network.apply(state.params, obs), eps), None, carry
 
-            # 1. collect epsilon-greedy steps
-            env_carry, _, traj = rollout.collect(
-                venv, env_params, act, rollout_key, state.env, config.rollout_len
-            )
-            # 2. bootstrap from Q of the pre-reset next observations
-            q_next = network.apply(state.params, traj.next_obs)
-            done = traj.terminated | traj.truncated
-            v_next = next_values(q_next, traj.action, done, eps, config.bootstrap)
-            # 3. Q(lambda) targets
-            target = returns.lambda_returns(
-                traj.reward, traj.terminated, traj.truncated, v_next, hp.gamma, hp.td_lambda
-            )
-            batch = Batch(traj.obs, traj.action, target)
+        # 1. collect epsilon-greedy steps
+        env_carry, _, traj = rollout.collect(
+            venv, env_params, act, rollout_key, state.env, config.rollout_len
+        )
+        # 2. bootstrap from Q of the pre-reset next observations
+        q_next = network.apply(state.params, traj.next_obs)
+        done = traj.terminated | traj.truncated
+        v_next = next_values(q_next, traj.action, done, eps, config.bootstrap)
+        # 3. Q(lambda) targets
+        target = returns.lambda_returns(
+            traj.reward, traj.terminated, traj.truncated, v_next, hp.gamma, hp.td_lambda
+        )
+        batch = Batch(traj.obs, traj.action, target)
 
-            # 4. epochs of minibatch regressions
-            def sgd_step(carry, mb):
-                params, opt_state = carry
-                grads, stats = jax.grad(pqn_loss, has_aux=True)(params, network.apply, mb)
-                updates, opt_state = tx.update(grads, opt_state, params)
-                return (optax.apply_updates(params, updates), opt_state), stats
+        # 4. epochs of minibatch regressions
+        def sgd_step(carry, mb):
+            params, opt_state = carry
+            grads, stats = jax.grad(pqn_loss, has_aux=True)(params, network.apply, mb)
+            updates, opt_state = tx.update(grads, opt_state, params)
+            return (optax.apply_updates(params, updates), opt_state), stats
 
-            def epoch(carry, key):
-                mbs = minibatch.shuffle_minibatches(key, batch, config.num_minibatches, 2)
-                return jax.lax.scan(sgd_step, carry, mbs)
+        def epoch(carry, key):
+            mbs = minibatch.shuffle_minibatches(key, batch, config.num_minibatches, 2)
+            return jax.lax.scan(sgd_step, carry, mbs)
 
-            (params, opt_state), stats = jax.lax.scan(
-                epoch,
-                (state.params, state.opt_state),
-                jax.random.split(epoch_key, config.num_epochs),
-            )
-            metrics = (
-                jax.tree.map(jnp.mean, stats) | {"epsilon": eps} | rollout.episode_metrics(traj)
-            )
-            return PQNState(params, opt_state, env_carry, key), metrics
+        (params, opt_state), stats = jax.lax.scan(
+            epoch,
+            (state.params, state.opt_state),
+            jax.random.split(epoch_key, config.num_epochs),
+        )
+        metrics = jax.tree.map(jnp.mean, stats) | {"epsilon": eps} | rollout.episode_metrics(traj)
+        return PQNState(params, opt_state, env_carry, key), metrics
 
-        return progress.scan_updates(update_step, state, config.num_updates)
-
-    return train
+    return Trainer(init, update_step, config.num_updates)
 
 
 def make_policy(

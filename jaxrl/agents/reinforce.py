@@ -37,9 +37,10 @@ import jax.numpy as jnp
 import optax
 
 from jaxrl import config as C
-from jaxrl import progress, returns, rollout
+from jaxrl import returns, rollout
 from jaxrl.networks import ActorCritic
 from jaxrl.optim import make_optimizer
+from jaxrl.training import Trainer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -141,61 +142,63 @@ def make_network(config: ReinforceConfig, env: Any, env_params: Any) -> ActorCri
     return C.actor_critic("REINFORCE", config, env, env_params)
 
 
-def make_train(config: ReinforceConfig, env: Any, env_params: Any):
-    """``train(key, hparams) -> (ReinforceState, metrics)``; metrics have a leading update axis."""
+def make_train(config: ReinforceConfig, env: Any, env_params: Any) -> Trainer:
+    """``train(key, hparams) -> (ReinforceState, metrics)``, metrics with a leading update
+    axis; a ``jaxrl.training.Trainer``, so it also runs in chunks from ``train.init``."""
     network = make_network(config, env, env_params)
     venv = C.batched_env(env, config.num_envs, config.max_resets, not network.discrete)
     obs_shape = venv.observation_space(env_params).shape
 
-    def train(key: jax.Array, hp: ReinforceHParams) -> tuple[ReinforceState, dict]:
-        hp.validate()
-        tx = make_optimizer(
+    def optimizer(hp: ReinforceHParams) -> optax.GradientTransformation:
+        return make_optimizer(
             hp.lr, hp.max_grad_norm, decay_steps=config.num_updates if config.anneal_lr else None
         )
+
+    def init(key: jax.Array, hp: ReinforceHParams) -> ReinforceState:
+        hp.validate()
         key, init_key, env_key = jax.random.split(key, 3)
         params = network.init(init_key, jnp.zeros((1, *obs_shape), jnp.float32))
         env_carry = rollout.init_carry(venv, env_params, env_key, config.normalize_obs, False)
-        state = ReinforceState(params, tx.init(params), env_carry, key, jnp.zeros((), jnp.int32))
+        return ReinforceState(
+            params, optimizer(hp).init(params), env_carry, key, jnp.zeros((), jnp.int32)
+        )
 
-        def update_step(state: ReinforceState, _):
-            key, rollout_key = jax.random.split(state.key)
+    def update_step(state: ReinforceState, hp: ReinforceHParams, update: jax.Array):
+        tx = optimizer(hp)
+        key, rollout_key = jax.random.split(state.key)
 
-            def act(key, obs, first, carry):
-                dist, _ = network.apply(state.params, obs)
-                return dist.sample(key), None, carry
+        def act(key, obs, first, carry):
+            dist, _ = network.apply(state.params, obs)
+            return dist.sample(key), None, carry
 
-            # 1. collect rollout
-            env_carry, _, traj = rollout.collect(
-                venv, env_params, act, rollout_key, state.env, config.rollout_len, hp.gamma
-            )
-            # 2. bootstrap on final_obs at cuts with a baseline; pure Monte Carlo without
-            if config.baseline:
-                v_next = network.apply(state.params, traj.next_obs)[1]
-            else:
-                v_next = jnp.zeros_like(traj.reward)
-            # 3. returns: to go, or from the episode's first step
-            g_t = returns.reward_to_go(
-                traj.reward, traj.terminated, traj.truncated, v_next, hp.gamma
-            )
-            ret = g_t if config.reward_to_go else episode_start_returns(g_t, traj.first)
-            # 4. one gradient step on the whole batch
-            batch = Batch(traj.obs, traj.action, ret, g_t)
-            grads, stats = jax.grad(reinforce_loss, has_aux=True)(
-                state.params,
-                network.apply,
-                batch,
-                hp,
-                config.baseline,
-                config.normalize_advantage,
-            )
-            updates, opt_state = tx.update(grads, state.opt_state, state.params)
-            params = optax.apply_updates(state.params, updates)
-            metrics = stats | rollout.episode_metrics(traj)
-            return ReinforceState(params, opt_state, env_carry, key, state.update + 1), metrics
+        # 1. collect rollout
+        env_carry, _, traj = rollout.collect(
+            venv, env_params, act, rollout_key, state.env, config.rollout_len, hp.gamma
+        )
+        # 2. bootstrap on final_obs at cuts with a baseline; pure Monte Carlo without
+        if config.baseline:
+            v_next = network.apply(state.params, traj.next_obs)[1]
+        else:
+            v_next = jnp.zeros_like(traj.reward)
+        # 3. returns: to go, or from the episode's first step
+        g_t = returns.reward_to_go(traj.reward, traj.terminated, traj.truncated, v_next, hp.gamma)
+        ret = g_t if config.reward_to_go else episode_start_returns(g_t, traj.first)
+        # 4. one gradient step on the whole batch
+        batch = Batch(traj.obs, traj.action, ret, g_t)
+        grads, stats = jax.grad(reinforce_loss, has_aux=True)(
+            state.params,
+            network.apply,
+            batch,
+            hp,
+            config.baseline,
+            config.normalize_advantage,
+        )
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = stats | rollout.episode_metrics(traj)
+        return ReinforceState(params, opt_state, env_carry, key, state.update + 1), metrics
 
-        return progress.scan_updates(update_step, state, config.num_updates)
-
-    return train
+    return Trainer(init, update_step, config.num_updates)
 
 
 def make_policy(

@@ -30,10 +30,11 @@ import jax.numpy as jnp
 import optax
 
 from jaxrl import config as C
-from jaxrl import progress, replay, rollout
+from jaxrl import replay, rollout
 from jaxrl.exploration import uniform_actions
 from jaxrl.networks import ActorCritics
 from jaxrl.optim import make_optimizer
+from jaxrl.training import Trainer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -195,8 +196,9 @@ def make_network(config: SACConfig, env: Any, env_params: Any) -> ActorCritics:
     return C.actor_critics("SAC", config, env, env_params, "tanh_gaussian", allow_discrete=True)
 
 
-def make_train(config: SACConfig, env: Any, env_params: Any):
-    """``train(key, hparams) -> (SACState, metrics)``; metrics have a leading update axis."""
+def make_train(config: SACConfig, env: Any, env_params: Any) -> Trainer:
+    """``train(key, hparams) -> (SACState, metrics)``, metrics with a leading update
+    axis; a ``jaxrl.training.Trainer``, so it also runs in chunks from ``train.init``."""
     networks = make_network(config, env, env_params)
     discrete = networks.critics.num_actions is not None
     venv = C.batched_env(
@@ -207,14 +209,17 @@ def make_train(config: SACConfig, env: Any, env_params: Any):
     loop = replay.OffPolicyLoop(venv, env_params, buffer, config)
     entropy_target = target_entropy(config, networks)
 
-    def train(key: jax.Array, hp: SACHParams) -> tuple[SACState, dict[str, jax.Array]]:
+    def optimizer(hp: SACHParams) -> optax.GradientTransformation:
+        return make_optimizer(hp.lr)
+
+    def init(key: jax.Array, hp: SACHParams) -> SACState:
         hp.validate()
-        tx = make_optimizer(hp.lr)
+        tx = optimizer(hp)
         key, init_key, env_key = jax.random.split(key, 3)
         params = networks.init(init_key, jnp.zeros((1, *obs_space.shape), jnp.float32))
         log_alpha = jnp.log(jnp.asarray(hp.alpha, jnp.float32))
         opt_state = (tx.init(params["actor"]), tx.init(params["critics"]), tx.init(log_alpha))
-        state = SACState(
+        return SACState(
             params,
             params["critics"],
             log_alpha,
@@ -224,29 +229,28 @@ def make_train(config: SACConfig, env: Any, env_params: Any):
             key,
         )
 
-        def update_step(state: SACState, update: jax.Array):
-            key, step_key = jax.random.split(state.key)
+    def update_step(state: SACState, hp: SACHParams, update: jax.Array):
+        tx = optimizer(hp)
+        key, step_key = jax.random.split(state.key)
 
-            def act(key, obs, first, carry):  # uniformly random until learning starts
-                policy_key, random_key = jax.random.split(key)
-                action = networks.actor.apply(state.params["actor"], obs).sample(policy_key)
-                random = uniform_actions(
-                    random_key, config.num_envs, networks.critics.num_actions,
-                    networks.actor.action_dim,
-                )  # fmt: skip
-                return jnp.where(loop.started(update), action, random), None, carry
+        def act(key, obs, first, carry):  # uniformly random until learning starts
+            policy_key, random_key = jax.random.split(key)
+            action = networks.actor.apply(state.params["actor"], obs).sample(policy_key)
+            random = uniform_actions(
+                random_key, config.num_envs, networks.critics.num_actions,
+                networks.actor.action_dim,
+            )  # fmt: skip
+            return jnp.where(loop.started(update), action, random), None, carry
 
-            def learn_step(learner, batch, key, step):
-                return learner_step(networks, tx, config, entropy_target, hp, learner, batch, key)
+        def learn_step(learner, batch, key, step):
+            return learner_step(networks, tx, config, entropy_target, hp, learner, batch, key)
 
-            learner, env_carry, buffer_state, metrics = loop.update(
-                act, learn_step, Learner(*state[:4]), state.env, state.buffer, step_key, update
-            )
-            return SACState(*learner, buffer_state, env_carry, key), metrics
+        learner, env_carry, buffer_state, metrics = loop.update(
+            act, learn_step, Learner(*state[:4]), state.env, state.buffer, step_key, update
+        )
+        return SACState(*learner, buffer_state, env_carry, key), metrics
 
-        return progress.scan_updates(update_step, state, config.num_updates)
-
-    return train
+    return Trainer(init, update_step, config.num_updates)
 
 
 def make_policy(

@@ -33,8 +33,9 @@ import jax
 import jax.numpy as jnp
 
 from jaxrl import config as C
-from jaxrl import progress, rollout
+from jaxrl import rollout
 from jaxrl.exploration import epsilon_greedy, linear_epsilon
+from jaxrl.training import Trainer
 
 RULES = ("q_learning", "sarsa", "expected_sarsa")
 
@@ -129,9 +130,10 @@ def td_update(
     return q + lr * total / jnp.maximum(count, 1.0), td
 
 
-def make_train(config: TabularConfig, env: Any, env_params: Any):
+def make_train(config: TabularConfig, env: Any, env_params: Any) -> Trainer:
     """``train(key, hparams) -> (TabularState, metrics)``; metrics have a leading
-    record axis (``num_updates`` of them)."""
+    record axis (``num_updates`` of them); a ``jaxrl.training.Trainer``, so it also
+    runs in chunks from ``train.init``."""
     num_states, index = state_indexer("TabularConfig", env, env_params)
     spec = C.action_spec("TabularConfig", env, env_params)
     if not spec.discrete:
@@ -140,14 +142,15 @@ def make_train(config: TabularConfig, env: Any, env_params: Any):
     index_batch = jax.vmap(index)
     rule = config.rule
 
-    def train(key: jax.Array, hp: TabularHParams) -> tuple[TabularState, dict[str, jax.Array]]:
+    def init(key: jax.Array, hp: TabularHParams) -> TabularState:
         hp.validate()
         key, env_key = jax.random.split(key)
         env_carry = rollout.init_carry(venv, env_params, env_key, False, False)
         q = jnp.zeros((num_states, spec.dim), jnp.float32)
         action = jnp.zeros(config.num_envs, jnp.int32)
-        state = TabularState(q, env_carry, action, key)
+        return TabularState(q, env_carry, action, key)
 
+    def update_step(state: TabularState, hp: TabularHParams, update: jax.Array):
         def env_step(carry, xs):
             q, env_carry, sarsa_action = carry
             (act_key, next_key, step_key), step = xs
@@ -172,23 +175,20 @@ def make_train(config: TabularConfig, env: Any, env_params: Any):
             }
             return (q, env_carry, next_action.astype(jnp.int32)), stats
 
-        def update_step(state: TabularState, update: jax.Array):
-            key, rollout_key = jax.random.split(state.key)
-            keys = jax.random.split(rollout_key, (config.rollout_len, 3))
-            steps = update * config.rollout_len + jnp.arange(config.rollout_len)
-            carry = (state.q, state.env, state.action)
-            (q, env_carry, action), stats = jax.lax.scan(env_step, carry, (keys, steps))
-            metrics = {
-                "episode_return_sum": stats["episode_return_sum"].sum(),
-                "episodes": stats["episodes"].sum(),
-                "td_abs": stats["td_abs"].mean(),
-                "epsilon": linear_epsilon(hp, steps[-1] * config.num_envs, config.total_steps),
-            }
-            return TabularState(q, env_carry, action, key), metrics
+        key, rollout_key = jax.random.split(state.key)
+        keys = jax.random.split(rollout_key, (config.rollout_len, 3))
+        steps = update * config.rollout_len + jnp.arange(config.rollout_len)
+        carry = (state.q, state.env, state.action)
+        (q, env_carry, action), stats = jax.lax.scan(env_step, carry, (keys, steps))
+        metrics = {
+            "episode_return_sum": stats["episode_return_sum"].sum(),
+            "episodes": stats["episodes"].sum(),
+            "td_abs": stats["td_abs"].mean(),
+            "epsilon": linear_epsilon(hp, steps[-1] * config.num_envs, config.total_steps),
+        }
+        return TabularState(q, env_carry, action, key), metrics
 
-        return progress.scan_updates(update_step, state, config.num_updates)
-
-    return train
+    return Trainer(init, update_step, config.num_updates)
 
 
 def table_policy(env: Any, env_params: Any, actions: jax.Array):

@@ -28,10 +28,11 @@ import jax.numpy as jnp
 import optax
 
 from jaxrl import config as C
-from jaxrl import progress, replay, rollout
+from jaxrl import replay, rollout
 from jaxrl.exploration import uniform_actions
 from jaxrl.networks import ActorCritics
 from jaxrl.optim import make_optimizer
+from jaxrl.training import Trainer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -161,8 +162,9 @@ def make_network(config: TD3Config, env: Any, env_params: Any) -> ActorCritics:
     return C.actor_critics("TD3", config, env, env_params, "deterministic", allow_discrete=False)
 
 
-def make_train(config: TD3Config, env: Any, env_params: Any):
-    """``train(key, hparams) -> (TD3State, metrics)``; metrics have a leading update axis."""
+def make_train(config: TD3Config, env: Any, env_params: Any) -> Trainer:
+    """``train(key, hparams) -> (TD3State, metrics)``, metrics with a leading update
+    axis; a ``jaxrl.training.Trainer``, so it also runs in chunks from ``train.init``."""
     networks = make_network(config, env, env_params)
     venv = C.batched_env(
         C.unit_action_env(env, env_params), config.num_envs, config.max_resets, True
@@ -172,12 +174,15 @@ def make_train(config: TD3Config, env: Any, env_params: Any):
     loop = replay.OffPolicyLoop(venv, env_params, buffer, config)
     action_dim = networks.actor.action_dim
 
-    def train(key: jax.Array, hp: TD3HParams) -> tuple[TD3State, dict[str, jax.Array]]:
+    def optimizer(hp: TD3HParams) -> optax.GradientTransformation:
+        return make_optimizer(hp.lr)
+
+    def init(key: jax.Array, hp: TD3HParams) -> TD3State:
         hp.validate()
-        tx = make_optimizer(hp.lr)
+        tx = optimizer(hp)
         key, init_key, env_key = jax.random.split(key, 3)
         params = networks.init(init_key, jnp.zeros((1, *obs_space.shape), jnp.float32))
-        state = TD3State(
+        return TD3State(
             params,
             params,
             (tx.init(params["actor"]), tx.init(params["critics"])),
@@ -186,28 +191,27 @@ def make_train(config: TD3Config, env: Any, env_params: Any):
             key,
         )
 
-        def update_step(state: TD3State, update: jax.Array):
-            key, step_key = jax.random.split(state.key)
+    def update_step(state: TD3State, hp: TD3HParams, update: jax.Array):
+        tx = optimizer(hp)
+        key, step_key = jax.random.split(state.key)
 
-            def act(key, obs, first, carry):  # uniformly random until learning starts
-                noise_key, random_key = jax.random.split(key)
-                action = networks.actor.apply(state.params["actor"], obs)
-                noise = hp.exploration_noise * jax.random.normal(noise_key, action.shape)
-                action = jnp.clip(action + noise, -1.0, 1.0)
-                random = uniform_actions(random_key, config.num_envs, None, action_dim)
-                return jnp.where(loop.started(update), action, random), None, carry
+        def act(key, obs, first, carry):  # uniformly random until learning starts
+            noise_key, random_key = jax.random.split(key)
+            action = networks.actor.apply(state.params["actor"], obs)
+            noise = hp.exploration_noise * jax.random.normal(noise_key, action.shape)
+            action = jnp.clip(action + noise, -1.0, 1.0)
+            random = uniform_actions(random_key, config.num_envs, None, action_dim)
+            return jnp.where(loop.started(update), action, random), None, carry
 
-            def learn_step(learner, batch, key, step):
-                return learner_step(networks, tx, config, hp, learner, batch, key, step)
+        def learn_step(learner, batch, key, step):
+            return learner_step(networks, tx, config, hp, learner, batch, key, step)
 
-            learner, env_carry, buffer_state, metrics = loop.update(
-                act, learn_step, Learner(*state[:3]), state.env, state.buffer, step_key, update
-            )
-            return TD3State(*learner, buffer_state, env_carry, key), metrics
+        learner, env_carry, buffer_state, metrics = loop.update(
+            act, learn_step, Learner(*state[:3]), state.env, state.buffer, step_key, update
+        )
+        return TD3State(*learner, buffer_state, env_carry, key), metrics
 
-        return progress.scan_updates(update_step, state, config.num_updates)
-
-    return train
+    return Trainer(init, update_step, config.num_updates)
 
 
 def make_policy(

@@ -32,9 +32,10 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from jaxrl import config as C
-from jaxrl import minibatch, progress, returns, rollout
+from jaxrl import minibatch, returns, rollout
 from jaxrl.networks import ActorCritic
 from jaxrl.optim import make_optimizer
+from jaxrl.training import Trainer
 
 POLICY_KEYS = ("actor_torso", "policy_head")
 CRITIC_KEYS = ("critic_torso", "value_head")
@@ -224,77 +225,79 @@ def policy_step(
     return unravel(new_flat), stats | {"entropy": old_dist.entropy().mean()}
 
 
-def make_train(config: TRPOConfig, env: Any, env_params: Any):
-    """``train(key, hparams) -> (TRPOState, metrics)``; metrics have a leading update axis."""
+def make_train(config: TRPOConfig, env: Any, env_params: Any) -> Trainer:
+    """``train(key, hparams) -> (TRPOState, metrics)``, metrics with a leading update
+    axis; a ``jaxrl.training.Trainer``, so it also runs in chunks from ``train.init``."""
     network = make_network(config, env, env_params)
     venv = C.batched_env(env, config.num_envs, config.max_resets, not network.discrete)
     obs_shape = venv.observation_space(env_params).shape
 
-    def train(key: jax.Array, hp: TRPOHParams) -> tuple[TRPOState, dict[str, jax.Array]]:
-        tx = make_optimizer(hp.vf_lr)
+    def optimizer(hp: TRPOHParams) -> optax.GradientTransformation:
+        return make_optimizer(hp.vf_lr)
+
+    def init(key: jax.Array, hp: TRPOHParams) -> TRPOState:
         key, init_key, env_key = jax.random.split(key, 3)
         params = network.init(init_key, jnp.zeros((1, *obs_shape), jnp.float32))
         env_carry = rollout.init_carry(
             venv, env_params, env_key, config.normalize_obs, config.normalize_reward
         )
-        vf_opt_state = tx.init(split_params(params)[1])
-        state = TRPOState(params, vf_opt_state, env_carry, key, jnp.zeros((), jnp.int32))
+        vf_opt_state = optimizer(hp).init(split_params(params)[1])
+        return TRPOState(params, vf_opt_state, env_carry, key, jnp.zeros((), jnp.int32))
 
-        def update_step(state: TRPOState, _):
-            key, rollout_key, vf_key = jax.random.split(state.key, 3)
+    def update_step(state: TRPOState, hp: TRPOHParams, update: jax.Array):
+        tx = optimizer(hp)
+        key, rollout_key, vf_key = jax.random.split(state.key, 3)
 
-            def act(key, obs, first, carry):
-                dist, value = network.apply(state.params, obs)
-                action = dist.sample(key)
-                return action, (dist.log_prob(action), value), carry
+        def act(key, obs, first, carry):
+            dist, value = network.apply(state.params, obs)
+            action = dist.sample(key)
+            return action, (dist.log_prob(action), value), carry
 
-            # 1. collect rollout
-            env_carry, _, traj = rollout.collect(
-                venv, env_params, act, rollout_key, state.env, config.rollout_len, hp.gamma
-            )
-            log_prob, value = traj.extras
-            # 2. bootstrap values on final_obs (pre-reset)
-            v_next = network.apply(state.params, traj.next_obs, method=_value)
-            # 3. advantages, normalised over the whole batch
-            adv, target = returns.gae(
-                traj.reward, traj.terminated, traj.truncated, value, v_next, hp.gamma, hp.gae_lambda
-            )
-            adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-            flat = lambda x: x.reshape((config.batch_size, *x.shape[2:]))  # noqa: E731
-            batch = jax.tree.map(flat, Batch(traj.obs, traj.action, log_prob, adv, target))
-            policy, critic = split_params(state.params)
-            # 4. natural-gradient policy step with line search
-            policy, policy_stats = policy_step(network, policy, batch, hp, config)
+        # 1. collect rollout
+        env_carry, _, traj = rollout.collect(
+            venv, env_params, act, rollout_key, state.env, config.rollout_len, hp.gamma
+        )
+        log_prob, value = traj.extras
+        # 2. bootstrap values on final_obs (pre-reset)
+        v_next = network.apply(state.params, traj.next_obs, method=_value)
+        # 3. advantages, normalised over the whole batch
+        adv, target = returns.gae(
+            traj.reward, traj.terminated, traj.truncated, value, v_next, hp.gamma, hp.gae_lambda
+        )
+        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        flat = lambda x: x.reshape((config.batch_size, *x.shape[2:]))  # noqa: E731
+        batch = jax.tree.map(flat, Batch(traj.obs, traj.action, log_prob, adv, target))
+        policy, critic = split_params(state.params)
+        # 4. natural-gradient policy step with line search
+        policy, policy_stats = policy_step(network, policy, batch, hp, config)
 
-            # 5. epochs of minibatch value regression
-            def vf_step(carry, mb):
-                critic, opt_state = carry
+        # 5. epochs of minibatch value regression
+        def vf_step(carry, mb):
+            critic, opt_state = carry
 
-                def loss_fn(critic):
-                    v = network.apply(critic, mb.obs, method=_value)
-                    return 0.5 * jnp.square(v - mb.target).mean()
+            def loss_fn(critic):
+                v = network.apply(critic, mb.obs, method=_value)
+                return 0.5 * jnp.square(v - mb.target).mean()
 
-                loss, grads = jax.value_and_grad(loss_fn)(critic)
-                updates, opt_state = tx.update(grads, opt_state, critic)
-                return (optax.apply_updates(critic, updates), opt_state), loss
+            loss, grads = jax.value_and_grad(loss_fn)(critic)
+            updates, opt_state = tx.update(grads, opt_state, critic)
+            return (optax.apply_updates(critic, updates), opt_state), loss
 
-            def vf_epoch(carry, key):
-                mbs = minibatch.shuffle_minibatches(key, batch, config.vf_minibatches)
-                return jax.lax.scan(vf_step, carry, mbs)
+        def vf_epoch(carry, key):
+            mbs = minibatch.shuffle_minibatches(key, batch, config.vf_minibatches)
+            return jax.lax.scan(vf_step, carry, mbs)
 
-            (critic, vf_opt_state), vf_loss = jax.lax.scan(
-                vf_epoch,
-                (critic, state.vf_opt_state),
-                jax.random.split(vf_key, config.vf_epochs),
-            )
-            metrics = policy_stats | {"value_loss": vf_loss.mean()} | rollout.episode_metrics(traj)
-            params = merge_params(policy, critic)
-            new_state = TRPOState(params, vf_opt_state, env_carry, key, state.update + 1)
-            return new_state, metrics
+        (critic, vf_opt_state), vf_loss = jax.lax.scan(
+            vf_epoch,
+            (critic, state.vf_opt_state),
+            jax.random.split(vf_key, config.vf_epochs),
+        )
+        metrics = policy_stats | {"value_loss": vf_loss.mean()} | rollout.episode_metrics(traj)
+        params = merge_params(policy, critic)
+        new_state = TRPOState(params, vf_opt_state, env_carry, key, state.update + 1)
+        return new_state, metrics
 
-        return progress.scan_updates(update_step, state, config.num_updates)
-
-    return train
+    return Trainer(init, update_step, config.num_updates)
 
 
 def make_policy(

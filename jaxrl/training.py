@@ -1,0 +1,107 @@
+"""The shape of every agent's training run: ``init`` once, then ``step`` per update.
+
+``make_train(config, env, env_params)`` of every agent returns a ``Trainer``.
+Called as ``trainer(key, hparams)`` it is the whole run, one pure function to
+``jit`` and ``vmap``, as before. Its two halves are there for what a single call
+cannot do: ``trainer.init(key, hparams)`` builds the complete training state
+(parameters, optimizer state, env state, normaliser statistics, replay buffer,
+RNG key), and ``trainer.chunk(n)`` continues any such state for ``n`` updates.
+Long runs train in jitted chunks with a checkpoint after each
+(``jaxrl.checkpoint``); because ``step`` receives the absolute update index,
+``init`` then chunks of ``n`` give the same state as one call, bit for bit.
+
+Metrics are logged for every update, or with ``log_every=k`` once per ``k``
+updates (``dataclasses.replace(trainer, log_every=k)``): returns and episode
+counts summed over the ``k`` updates, every other metric averaged, so the
+metrics of a long run stay small whatever its length.
+
+Hyperparameters are passed to ``step`` on every update rather than captured at
+``init``: they stay traced (sweeps are a ``vmap`` over them), and whatever an
+agent derives from them (its optax transformation) is rebuilt from the same
+values in every chunk, so nothing but arrays has to be saved.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+
+from jaxrl import progress
+
+Metrics = dict[str, jax.Array]
+
+SUMMED = ("episode_return_sum", "episodes")
+"""Metrics added up over the updates of a logging interval; the rest are averaged."""
+
+
+def summarize(metrics: Metrics) -> Metrics:
+    """One logging interval's metrics ``[k]`` -> scalars (sums for ``SUMMED``, else means)."""
+    return {k: v.sum(0) if k in SUMMED else v.mean(0) for k, v in metrics.items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class Trainer:
+    """An agent's training run, split into its initial state and its update step.
+
+    Attributes:
+        init: ``(key, hparams) -> state``, the complete training state before update 0.
+        step: ``(state, hparams, update) -> (state, metrics)``; ``update`` is the
+            0-based index of the update over the whole run, unbatched under ``vmap``
+            (a ``lax.cond`` on it stays a branch); metrics are scalars.
+        num_updates: updates in a whole run (static).
+        log_every: updates per logged row of metrics; must divide ``num_updates``.
+    """
+
+    init: Callable[[jax.Array, Any], Any]
+    step: Callable[[Any, Any, jax.Array], tuple[Any, Metrics]]
+    num_updates: int
+    log_every: int = 1
+
+    def __post_init__(self):
+        if self.log_every < 1 or self.num_updates % self.log_every:
+            raise ValueError(
+                f"log_every={self.log_every} is not allowed; it must be >= 1 and divide "
+                f"the run's {self.num_updates} updates"
+            )
+
+    def __call__(self, key: jax.Array, hparams: Any) -> tuple[Any, Metrics]:
+        """The whole run: ``(final_state, metrics)``, metrics stacked
+        ``[num_updates // log_every]``."""
+        return self.chunk(self.num_updates)(self.init(key, hparams), hparams, 0)
+
+    def chunk(self, num_updates: int) -> Callable[[Any, Any, Any], tuple[Any, Metrics]]:
+        """``run(state, hparams, start) -> (state, metrics [num_updates // log_every])``:
+        updates ``start`` ... ``start + num_updates - 1`` from a state whose next update
+        is ``start`` (an int32 scalar, traced; under ``vmap`` give it ``in_axes=None``)."""
+        k = self.log_every
+        if not 1 <= num_updates <= self.num_updates or num_updates % k:
+            raise ValueError(
+                f"chunk num_updates={num_updates} is not allowed; it must be in "
+                f"[1, {self.num_updates}] (the run's updates) and a multiple of log_every={k}"
+            )
+
+        def updates(state: Any, hparams: Any, start: Any, n: int) -> tuple[Any, Metrics]:
+            return progress.scan_updates(
+                lambda state, update: self.step(state, hparams, update),
+                state,
+                n,
+                start=start,
+                total=self.num_updates,
+            )
+
+        def run(state: Any, hparams: Any, start: Any) -> tuple[Any, Metrics]:
+            if k == 1:
+                return updates(state, hparams, start, num_updates)
+
+            def interval(state, interval_start):
+                state, metrics = updates(state, hparams, interval_start, k)
+                return state, summarize(metrics)
+
+            starts = jnp.asarray(start, jnp.int32) + k * jnp.arange(num_updates // k)
+            return jax.lax.scan(interval, state, starts.astype(jnp.int32))
+
+        return run
