@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -22,7 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import envs
-from jaxrl import parallel
+from jaxrl import checkpoint, parallel
 from jaxrl.evaluate import evaluate
 from jaxrl.progress import Progress
 
@@ -80,8 +80,8 @@ def plot_curve(curve: np.ndarray, steps_per_update: int, title: str, path: Path)
     fig = Figure(figsize=(6, 4))
     ax = fig.add_subplot()
     x = (np.arange(curve.shape[1]) + 1) * steps_per_update
-    with np.errstate(invalid="ignore"), np.testing.suppress_warnings() as sup:
-        sup.filter(RuntimeWarning)
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN columns: no episode ended
         mean = np.nanmean(curve, axis=0)
         low, high = np.nanpercentile(curve, 2.5, axis=0), np.nanpercentile(curve, 97.5, axis=0)
     ax.plot(x, mean, label=f"mean of {curve.shape[0]} seeds")
@@ -100,6 +100,33 @@ def episode_limit(env: Any, env_params: Any) -> int:
     if limit is not None:
         return limit.max_episode_steps
     return int(env_params.max_steps_in_episode)
+
+
+def evaluate_runs(
+    make_policy: Callable,
+    config: Any,
+    env_name: str,
+    env_overrides: dict[str, Any] | None,
+    final_state: Any,
+    episodes: int,
+    eval_seed: int,
+    deterministic: bool = True,
+) -> np.ndarray:
+    """Mean return of each run's final policy (``final_state`` has a leading run axis)
+    over ``episodes`` episodes, one compiled call; every run gets the same eval keys,
+    from ``eval_seed``, so runs differ only by their policies."""
+    env, env_params = envs.make(env_name, **(env_overrides or {}))
+    eval_env, _ = envs.make(env_name, autoreset=False, **(env_overrides or {}))
+    gru_size = getattr(config, "gru_size", 0)
+    policy_carry = jnp.zeros((episodes, gru_size)) if gru_size else None
+    limit = episode_limit(eval_env, env_params)
+
+    def evaluate_run(state, key):
+        act = make_policy(config, env, env_params, state, deterministic)
+        return evaluate(eval_env, env_params, act, key, episodes, limit, policy_carry).mean()
+
+    key = jax.random.key(eval_seed)
+    return np.asarray(jax.jit(jax.vmap(evaluate_run, in_axes=(0, None)))(final_state, key))
 
 
 def update_steps(config: Any, env: Any, env_params: Any) -> int:
@@ -126,8 +153,19 @@ def run(
     eval_episodes: int = 32,
     devices: int | None = None,
     extra_summary: Callable[..., dict[str, Any]] | None = None,
+    checkpoint_every: int | None = None,
+    max_to_keep: int = 3,
+    stop_after: int | None = None,
+    log_every: int = 1,
 ) -> dict[str, Any]:
     """Train ``num_seeds`` seeds in one compiled call and write the run directory.
+
+    With ``checkpoint_every``, the seeds train together in compiled chunks of that
+    many updates, and the complete state is saved to ``out/checkpoints`` after each
+    (``max_to_keep`` kept); run again with the same arguments to resume from the
+    newest one, bit for bit. ``stop_after`` ends such a run after that many updates
+    in all (say, before a job's time limit), with a summary marked incomplete.
+    ``log_every`` keeps one row of metrics per that many updates.
 
     With ``make_policy`` (an agent's ``make_policy(config, env, env_params, state,
     deterministic)`` returning ``act(key, obs)``), each seed's final policy is then
@@ -143,46 +181,56 @@ def run(
     devices = parallel.devices_for(num_seeds, devices)
     hparams.validate()
     env, env_params = envs.make(env_name, **(env_overrides or {}))
-    train = make_train(config, env, env_params)
+    train = dataclasses.replace(make_train(config, env, env_params), log_every=log_every)
     if steps_per_update is None:
         steps_per_update = update_steps(config, env, env_params)
     keys = jax.random.split(jax.random.key(seed), num_seeds)
     steps = config.num_updates * steps_per_update
+    if stop_after is not None and checkpoint_every is None:
+        raise ValueError(f"stop_after={stop_after} needs checkpoint_every, to resume from")
+    # The final state is always saved (for evaluation and export from the run directory);
+    # with checkpoint_every, after every chunk too.
+    identity = checkpoint.run_identity(algo, env_name, env_params, config, hparams, num_seeds, seed)
+    identity["log_every"] = log_every
+    checkpoints = checkpoint.Checkpoints(out / "checkpoints", identity, max_to_keep)
+    latest = checkpoints.latest()
+    if latest is not None:
+        checkpoints.check(checkpoints.metadata(latest))  # another run's: say what differs
+    if latest is not None and latest >= config.num_updates:
+        raise ValueError(
+            f"{out} already holds this run, complete ({latest} updates); choose another "
+            "--out, or delete its checkpoints to train again"
+        )
+    if latest is not None:
+        print(f"resuming from the checkpoint at update {latest}")
     print(
         f"{algo} on {env_name}: {num_seeds} seeds x {steps:,} steps on "
         f"{devices} {jax.default_backend()} device(s), compiling ..."
     )
-    start = time.perf_counter()
-    sharded = parallel.shard_runs(train, num_seeds, (0, None), devices)
-    compiled = sharded.lower(keys, hparams).compile()
-    compile_seconds = time.perf_counter() - start
-    print(f"compiled in {compile_seconds:.1f} s; training ...")
-    start = time.perf_counter()
     with Progress(config.num_updates, steps_per_update, num_seeds, f"{algo} {env_name}"):
-        final_state, metrics = jax.block_until_ready(compiled(keys, hparams))
-    run_seconds = time.perf_counter() - start
-    metrics = jax.device_get(metrics)
+        final_state, metrics, info = checkpoint.train_in_chunks(
+            train,
+            keys,
+            hparams,
+            checkpoint_every or config.num_updates,
+            checkpoints=checkpoints,
+            until=stop_after,
+            devices=devices,
+            on_compiled=lambda seconds: print(f"compiled in {seconds:.1f} s; training ..."),
+        )
+    compile_seconds, run_seconds = info.compile_seconds, info.run_seconds
+    updates_done = int(np.asarray(metrics["episodes"]).shape[-1]) * log_every
     eval_return = None
     if make_policy is not None:
-        eval_env, _ = envs.make(env_name, autoreset=False, **(env_overrides or {}))
-        gru_size = getattr(config, "gru_size", 0)
-        policy_carry = jnp.zeros((eval_episodes, gru_size)) if gru_size else None
-
-        def evaluate_seed(state, key):
-            act = make_policy(config, env, env_params, state, True)
-            limit = episode_limit(eval_env, env_params)
-            return evaluate(
-                eval_env, env_params, act, key, eval_episodes, limit, policy_carry
-            ).mean()
-
-        eval_key = jax.random.key(seed + 1)
-        evals = jax.jit(jax.vmap(evaluate_seed, in_axes=(0, None)))(final_state, eval_key)
-        eval_return = float(np.mean(jax.device_get(evals)))
+        evals = evaluate_runs(
+            make_policy, config, env_name, env_overrides, final_state, eval_episodes, seed + 1
+        )
+        eval_return = float(evals.mean())
 
     per_seed = final_returns(metrics)
-    total_steps = int(np.asarray(metrics["episodes"]).shape[-1]) * steps_per_update
+    total_steps = updates_done * steps_per_update
     low, high = bootstrap_ci(per_seed)
-    rate = total_steps * num_seeds / run_seconds
+    rate = (updates_done - info.start_update) * steps_per_update * num_seeds / run_seconds
     print(f"trained in {run_seconds:.1f} s ({rate:,.0f} env steps/s, all seeds)")
     width = max(10, len(algo) + 2)
     print(f"{'algo':<{width}}{'env':<28}{'seeds':>6}{'final return':>14}{'95% CI':>22}")
@@ -195,13 +243,25 @@ def run(
 
     out.mkdir(parents=True, exist_ok=True)
     plot_curve(
-        learning_curve(metrics), steps_per_update, f"{algo} on {env_name}", out / "curve.png"
+        learning_curve(metrics),
+        steps_per_update * log_every,
+        f"{algo} on {env_name}",
+        out / "curve.png",
     )
+    with open(out / "curves.npz.tmp", "wb") as f:
+        np.savez_compressed(f, **metrics)
+    (out / "curves.npz.tmp").replace(out / "curves.npz")
     summary = {
         "algo": algo,
         "env": env_name,
+        "env_overrides": env_overrides or {},
         "num_seeds": num_seeds,
+        "seed": seed,
+        "log_every": log_every,
         "total_env_steps": total_steps,
+        "complete": updates_done == config.num_updates,
+        "updates_done": updates_done,
+        "resumed_from_update": info.start_update,
         "final_return_mean": float(per_seed.mean()),
         "final_return_ci95": [low, high],
         "final_return_per_seed": per_seed.tolist(),
@@ -217,7 +277,7 @@ def run(
     if extra_summary is not None:
         summary |= extra_summary(summary, config, env, env_params, final_state, hparams)
     write_json(out / "summary.json", summary)
-    print(f"wrote {out / 'summary.json'} and {out / 'curve.png'}")
+    print(f"wrote {out / 'summary.json'}, curve.png, curves.npz and checkpoints/")
     return summary
 
 
@@ -235,6 +295,15 @@ class RunArgs:
     """Local devices to split the seeds over; None: the most that divide num_seeds."""
     env_param: tuple[str, ...] = ()
     """Env params to override, as name=value (e.g. slip=0.2), validated by the env."""
+    checkpoint_every: int | None = None
+    """Train in chunks of this many updates, saving the complete state to OUT/checkpoints
+    after each; rerun the same command to resume bit for bit. None: one call, no saves."""
+    max_to_keep: int = 3
+    """Checkpoints kept (the newest)."""
+    stop_after: int | None = None
+    """Stop after this many updates in all (with checkpoint_every; rerun to go on)."""
+    log_every: int = 1
+    """Updates per logged row of metrics (returns summed, the rest averaged)."""
 
 
 def parse_env_params(pairs: tuple[str, ...]) -> dict[str, Any]:
@@ -262,20 +331,48 @@ def main(
     make_policy: Callable,
     default_env: str = RunArgs.env,
     extra_summary: Callable[..., dict[str, Any]] | None = None,
+    default_config: Any = None,
+    argv: list[str] | None = None,
+    prog: str | None = None,
 ) -> dict[str, Any]:
-    """The command line of ``experiments/<algo>.py``: the run flags above plus every
-    config field and hyperparameter as a flag, then ``run`` (``extra_summary`` as there)."""
+    """The command line of ``experiments/<algo>.py`` and ``jaxrl train <algo>``: the run
+    flags above plus every config field and hyperparameter as a flag, then ``run``
+    (``extra_summary`` as there). ``argv`` None: ``sys.argv``."""
+    import tyro
+
+    args_cls = args_class(algo, config_cls, hparams_cls, default_env, default_config)
+    args = tyro.cli(
+        args_cls, args=argv, prog=prog, description=f"Train {algo} on a registered environment."
+    )
+    return run(
+        algo, make_train, args.config, args.hparams, args.env, args.num_seeds, args.seed, args.out,
+        make_policy=make_policy, devices=args.devices, extra_summary=extra_summary,
+        env_overrides=parse_env_params(args.env_param), checkpoint_every=args.checkpoint_every,
+        max_to_keep=args.max_to_keep, stop_after=args.stop_after, log_every=args.log_every,
+    )  # fmt: skip
+
+
+def args_class(
+    algo: str,
+    config_cls: type,
+    hparams_cls: type,
+    default_env: str = RunArgs.env,
+    default_config: Any = None,
+    bases: tuple[type, ...] = (RunArgs,),
+) -> type:
+    """A frozen dataclass of ``bases``' flags plus ``env``, ``config`` and ``hparams``,
+    the config's fields and the hyperparameters as flags without a prefix (tyro)."""
     import tyro
 
     env_help = tyro.conf.arg(help="A name from envs.registered().")
-    args_cls = dataclasses.make_dataclass(
+    return dataclasses.make_dataclass(
         f"{algo.upper()}Args",
         [
             ("env", Annotated[str, env_help], dataclasses.field(default=default_env)),
             (
                 "config",
                 Annotated[config_cls, tyro.conf.OmitArgPrefixes],
-                dataclasses.field(default=config_cls()),
+                dataclasses.field(default=default_config or config_cls()),
             ),
             (
                 "hparams",
@@ -283,12 +380,6 @@ def main(
                 dataclasses.field(default=hparams_cls()),
             ),
         ],
-        bases=(RunArgs,),
+        bases=bases,
         frozen=True,
     )
-    args = tyro.cli(args_cls, description=f"Train {algo} on a registered environment.")
-    return run(
-        algo, make_train, args.config, args.hparams, args.env, args.num_seeds, args.seed, args.out,
-        make_policy=make_policy, devices=args.devices, extra_summary=extra_summary,
-        env_overrides=parse_env_params(args.env_param),
-    )  # fmt: skip

@@ -1,0 +1,328 @@
+"""Checkpoints with exact resume: a training run in jitted chunks, saved after each.
+
+``train_in_chunks(trainer, keys, hparams, chunk, checkpoints)`` trains a
+``jaxrl.training.Trainer`` for all seeds (and hyperparameter rows) at once, in
+compiled calls of ``chunk`` updates; after each, ``Checkpoints`` saves the
+complete training state (parameters, optimizer state, normaliser statistics,
+env state, RNG keys, replay buffer, step counters: everything the agent's state
+holds), the metrics so far, and JSON metadata: the run's identity (algorithm,
+env and its params, config, hyperparameters, seeds) and the jaxrl, jax and
+orbax versions. Started again on the same directory, it restores the latest
+checkpoint and continues; because every update sees the absolute update index
+and the saved RNG keys, the result equals an uninterrupted run bit for bit
+(on the same machine and versions).
+
+Storage is orbax's ``CheckpointManager``: each save is written to a temporary
+directory and renamed into place when complete, so a save killed half-way
+leaves the previous checkpoints intact (its leftovers are ignored and cleaned
+up); ``max_to_keep`` prunes old ones. Saves are synchronous: a chunk's state is
+on disk before the next chunk starts.
+
+Typed PRNG keys are stored as their raw ``key_data`` and wrapped again with the
+default implementation on restore (recorded in the metadata, and checked).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+
+import jaxrl
+from jaxrl import parallel
+from jaxrl.training import Trainer
+
+
+def _is_key(x: Any) -> bool:
+    return hasattr(x, "dtype") and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def plain(tree: Any) -> Any:
+    """``tree`` with its typed PRNG keys replaced by their raw ``key_data`` (uint32), e.g.
+    to compare two training states with NumPy."""
+    return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
+
+
+def _saveable(tree: Any) -> Any:
+    """Typed keys as their key data; empty arrays (which orbax cannot store) as None."""
+
+    def leaf(x):
+        if _is_key(x):
+            x = jax.random.key_data(x)
+        return None if x.size == 0 else x
+
+    return jax.tree.map(leaf, tree)
+
+
+def _unsaveable(restored: Any, like: Any) -> Any:
+    def leaf(saved, x):
+        if saved is None:  # an empty array, or a None in the state itself
+            return None if x is None else jnp.zeros(x.shape, x.dtype)
+        return jax.random.wrap_key_data(saved) if _is_key(x) else saved
+
+    return jax.tree.map(leaf, restored, like, is_leaf=lambda x: x is None)
+
+
+def _jsonable(value: Any) -> Any:
+    """Config fields, env params and hyperparameters as JSON values (arrays as lists)."""
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: _jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple) and hasattr(value, "_asdict"):
+        return {k: _jsonable(v) for k, v in value._asdict().items()}
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, str | bool | int | float) or value is None:
+        return value
+    if hasattr(value, "shape"):
+        return np.asarray(value).tolist()
+    return repr(value)
+
+
+def run_identity(
+    algo: str,
+    env_name: str,
+    env_params: Any,
+    config: Any,
+    hparams: Any,
+    num_runs: int,
+    seed: int | None = None,
+) -> dict[str, Any]:
+    """What a checkpoint must agree with to be resumed: everything that shapes the run."""
+    return {
+        "algo": algo,
+        "env": env_name,
+        "env_params": _jsonable(env_params),
+        "config": _jsonable(config),
+        "hparams": _jsonable(hparams),
+        "num_runs": num_runs,
+        "seed": seed,
+        "prng_impl": str(jax.config.jax_default_prng_impl),
+    }
+
+
+def _versions() -> dict[str, str]:
+    return {"jaxrl": jaxrl.__version__, "jax": jax.__version__, "orbax": ocp.__version__}
+
+
+def _major(version: str) -> str:
+    """The part of a version whose change may break checkpoints: ``X`` of ``X.Y.Z``,
+    or ``0.Y`` while the major version is 0 (semantic versioning)."""
+    parts = version.split(".")
+    return ".".join(parts[:2]) if parts[0] == "0" else parts[0]
+
+
+def differences(saved: Any, current: Any, path: str = "") -> list[str]:
+    """``["config.num_envs: checkpoint 4, this run 8", ...]`` between two JSON trees."""
+    if isinstance(saved, dict) and isinstance(current, dict):
+        out = []
+        for key in sorted(set(saved) | set(current), key=str):
+            name = f"{path}.{key}" if path else str(key)
+            if key not in saved:
+                out.append(f"{name}: not in the checkpoint, {current[key]!r} in this run")
+            elif key not in current:
+                out.append(f"{name}: {saved[key]!r} in the checkpoint, not in this run")
+            else:
+                out += differences(saved[key], current[key], name)
+        return out
+    return [] if saved == current else [f"{path}: checkpoint {saved!r}, this run {current!r}"]
+
+
+class Checkpoints:
+    """The checkpoints of one run directory (an orbax ``CheckpointManager``).
+
+    Args:
+        directory: where checkpoints go, one subdirectory per saved update.
+        identity: ``run_identity(...)`` of this run; ``restore`` refuses a checkpoint
+            whose identity, or jaxrl major version, differs, and says what differs.
+        max_to_keep: the most recent checkpoints kept; older ones are deleted.
+    """
+
+    def __init__(self, directory: str | Path, identity: dict[str, Any], max_to_keep: int = 3):
+        if max_to_keep < 1:
+            raise ValueError(f"max_to_keep={max_to_keep} is not allowed; it must be >= 1")
+        self.directory = Path(directory).absolute()
+        self.identity = identity
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=max_to_keep,
+            enable_async_checkpointing=False,
+            cleanup_tmp_directories=True,
+        )
+        self._manager = ocp.CheckpointManager(self.directory, options=options)
+
+    def latest(self) -> int | None:
+        """The update of the newest complete checkpoint, or None."""
+        return self._manager.latest_step()
+
+    def all(self) -> list[int]:
+        return sorted(self._manager.all_steps())
+
+    def save(self, update: int, state: Any, metrics: dict[str, Any]) -> None:
+        """Save the state after ``update`` updates and the metrics of those updates."""
+        meta = {"identity": self.identity, "versions": _versions(), "update": update}
+        self._manager.save(
+            update,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardSave(_saveable(state)),
+                # the update count keeps the item non-empty when nothing is logged
+                logged=ocp.args.StandardSave({"update": np.int64(update), "metrics": metrics}),
+                meta=ocp.args.JsonSave(meta),
+            ),
+        )
+        self._manager.wait_until_finished()
+
+    def metadata(self, update: int | None = None) -> dict[str, Any]:
+        update = self.latest() if update is None else update
+        args = ocp.args.Composite(meta=ocp.args.JsonRestore())
+        return self._manager.restore(update, args=args).meta
+
+    def check(self, meta: dict[str, Any]) -> None:
+        """Raise ``ValueError`` listing how a checkpoint's metadata differs from this run."""
+        problems = differences(meta["identity"], self.identity)
+        saved, ours = meta["versions"]["jaxrl"], jaxrl.__version__
+        if _major(saved) != _major(ours):
+            problems.append(f"jaxrl version: checkpoint {saved}, this run {ours}")
+        if problems:
+            raise ValueError(
+                f"the checkpoint in {self.directory} (update {meta['update']}) is from a "
+                "different run; it cannot be resumed with this one:\n  " + "\n  ".join(problems)
+            )
+
+    def restore(self, like: Any, update: int | None = None) -> tuple[int, Any, dict[str, Any]]:
+        """``(update, state, metrics)`` of the newest (or the given) checkpoint.
+
+        Args:
+            like: the state's structure, shapes and dtypes, e.g.
+                ``jax.eval_shape(init, keys, hparams)``; typed keys are rewrapped.
+        """
+        update = self.latest() if update is None else update
+        if update is None:
+            raise ValueError(f"no checkpoint to restore in {self.directory}")
+        self.check(self.metadata(update))
+        abstract = jax.eval_shape(_saveable, like)
+        restored = self._manager.restore(
+            update,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract), logged=ocp.args.StandardRestore()
+            ),
+        )
+        state = _unsaveable(restored.state, like)
+        return update, state, dict(restored.logged.get("metrics", {}))
+
+    def close(self) -> None:
+        self._manager.close()
+
+
+@dataclasses.dataclass
+class ChunkedRun:
+    """What ``train_in_chunks`` returns besides the state and metrics."""
+
+    start_update: int
+    """The update the run started from (0, or the restored checkpoint's)."""
+    compile_seconds: float
+    run_seconds: float
+    saved: list[int] = dataclasses.field(default_factory=list)
+    """Updates at which checkpoints were saved in this call."""
+
+
+def train_in_chunks(
+    trainer: Trainer,
+    keys: jax.Array,
+    hparams: Any,
+    chunk: int,
+    hparams_axis: int | None = None,
+    checkpoints: Checkpoints | None = None,
+    until: int | None = None,
+    devices: int | None = None,
+    on_chunk: Callable[[int], None] | None = None,
+    on_compiled: Callable[[float], None] | None = None,
+) -> tuple[Any, dict[str, np.ndarray], ChunkedRun]:
+    """Train every run (one per key) in compiled chunks of ``chunk`` updates.
+
+    Args:
+        trainer: an agent's ``make_train(...)``.
+        keys: ``[num_runs]`` typed keys.
+        hparams: shared by every run (``hparams_axis=None``) or one row per run (0).
+        chunk: updates per compiled call; a checkpoint is saved after each.
+        checkpoints: where to save; if it holds a checkpoint of this run, training
+            resumes from the newest one (an error if it is of another run).
+        until: stop once this many updates are done (e.g. the end of a job's time
+            slot; run again to continue); default: the whole run.
+        devices: split the runs over this many local devices (``jaxrl.parallel``).
+        on_chunk: called with the updates done after each chunk (and its save).
+        on_compiled: called with the compile seconds once compiling is done.
+
+    Returns:
+        ``(state, metrics, info)``: state and metrics with a leading run axis,
+        metrics ``[num_runs, updates done // log_every]`` on the host, including
+        restored ones.
+    """
+    total = trainer.num_updates
+    until = total if until is None else until
+    if not 1 <= chunk <= total:
+        raise ValueError(f"chunk={chunk} is not allowed; it must be in [1, {total}]")
+    if not 1 <= until <= total:
+        raise ValueError(f"until={until} is not allowed; it must be in [1, {total}]")
+    k = trainer.log_every
+    if chunk % k or until % k:
+        raise ValueError(
+            f"chunk={chunk} and until={until} must be multiples of log_every={k}, "
+            "so that every logged interval lies within one chunk"
+        )
+    num_runs = len(keys)
+    init = parallel.shard_runs(trainer.init, num_runs, (0, hparams_axis), devices)
+    like = jax.eval_shape(init, keys, hparams)
+    compile_seconds = 0.0
+    compiled: dict[int, Any] = {}
+
+    def chunk_fn(size: int):
+        nonlocal compile_seconds
+        if size not in compiled:
+            start = time.perf_counter()
+            axes = (0, hparams_axis, None)
+            fn = parallel.shard_runs(trainer.chunk(size), num_runs, axes, devices)
+            compiled[size] = fn.lower(like, hparams, jnp.int32(0)).compile()
+            compile_seconds += time.perf_counter() - start
+        return compiled[size]
+
+    metrics: dict[str, list[np.ndarray]] = {}
+    if checkpoints is not None and checkpoints.latest() is not None:
+        done, state, restored = checkpoints.restore(like)
+        metrics = {k: [np.asarray(v)] for k, v in restored.items()}
+    else:
+        done, state = 0, None
+    if state is None:
+        start = time.perf_counter()
+        init = init.lower(keys, hparams).compile()
+        compile_seconds += time.perf_counter() - start
+        state = init(keys, hparams)
+    info = ChunkedRun(done, 0.0, 0.0)
+    # Compile every chunk size this call needs (at most two) before the clock starts.
+    for size in {min(chunk, until - done), (until - done) % chunk} - {0}:
+        chunk_fn(size)
+    if on_compiled is not None:
+        on_compiled(compile_seconds)
+    start = time.perf_counter()
+    while done < until:
+        size = min(chunk, until - done)
+        state, new = chunk_fn(size)(state, hparams, jnp.int32(done))
+        for k, v in jax.device_get(new).items():
+            metrics.setdefault(k, []).append(np.asarray(v))
+        done += size
+        if checkpoints is not None:
+            checkpoints.save(done, state, {k: np.concatenate(v, 1) for k, v in metrics.items()})
+            info.saved.append(done)
+        if on_chunk is not None:
+            on_chunk(done)
+    jax.block_until_ready(state)
+    info.run_seconds = time.perf_counter() - start
+    info.compile_seconds = compile_seconds
+    return state, {k: np.concatenate(v, 1) for k, v in metrics.items()}, info
