@@ -1,0 +1,164 @@
+"""HTTP JSON serving of an exported policy (``jaxrl.export``): a starlette app run
+by uvicorn.
+
+Endpoints:
+
+- ``GET /spec``: the artifact's ``spec.json``.
+- ``GET /health``: ``{"status": "ok"}`` once the policy is loaded and compiled.
+- ``POST /act`` with ``{"obs": OBS, "seed": S}`` (``seed`` optional, an int in
+  ``[0, 2**32)``, default 0) answers ``{"action": ACTION}``. The shape of ``OBS``
+  tells what it is: one observation (``obs_shape``) gives one action, a batch
+  ``[B, *obs_shape]`` gives a list of ``B`` actions. Discrete actions are ints,
+  Box actions (nested) lists of floats. One seed draws the whole batch, exactly as
+  ``LoadedPolicy(obs, seed=S)`` does.
+
+Bad requests never reach the policy: a body that is not a JSON object is a 400;
+a missing or unknown field, observations of the wrong shape, non-numbers, NaN or
+infinity, a bad seed or a batch over ``max_batch_size`` are a 422; a body over
+``max_body_bytes`` is a 413. Every error answers ``{"error": "<what was expected>"}``.
+
+The policy is compiled for a batch of one when the app is made, so the first
+request is fast; each new batch size compiles once more (keep clients to a few
+sizes). Policies run in starlette's thread pool, off the event loop.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+from pathlib import Path
+
+import tyro
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from jaxrl.export import load_policy
+
+FIELDS = ("obs", "seed")
+
+
+def _error(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def make_app(
+    artifact_path: str | os.PathLike,
+    *,
+    max_batch_size: int = 1024,
+    max_body_bytes: int = 16 * 2**20,
+) -> Starlette:
+    """The app serving the policy at ``artifact_path`` (loaded and compiled now).
+
+    Args:
+        artifact_path: a directory written by ``jaxrl.export``.
+        max_batch_size: the most observations one request may hold.
+        max_body_bytes: the largest request body accepted.
+    """
+    policy = load_policy(artifact_path)
+    policy.warm()
+    shape = policy.obs_shape
+    usage = (
+        f'expected {{"obs": <observation of shape {shape}, or a batch of shape (B, '
+        f'{", ".join(map(str, shape))})>, "seed": <optional int>}}'
+    )
+
+    async def spec(request: Request) -> JSONResponse:
+        return JSONResponse(policy.spec)
+
+    async def health(request: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    async def act(request: Request) -> JSONResponse:
+        body = await request.body()
+        if len(body) > max_body_bytes:
+            return _error(413, f"request body over {max_body_bytes} bytes")
+        try:
+            payload = json.loads(body)
+        except (ValueError, RecursionError) as e:
+            return _error(400, f"request body is not valid JSON ({e}); {usage}")
+        if not isinstance(payload, dict):
+            return _error(400, f"request body must be a JSON object; {usage}")
+        if "obs" not in payload:
+            return _error(422, f'missing field "obs"; {usage}')
+        unknown = sorted(set(payload) - set(FIELDS))
+        if unknown:
+            return _error(422, f"unknown fields {unknown}; {usage}")
+        try:
+            obs, single = policy.check_obs(payload["obs"])
+            key_data = policy.key_data(seed=payload.get("seed", 0))
+        except (ValueError, TypeError, RecursionError) as e:
+            return _error(422, f"{e}; {usage}")
+        if len(obs) > max_batch_size:
+            return _error(422, f"batch of {len(obs)} observations over max {max_batch_size}")
+        action = await run_in_threadpool(policy.act_batch, obs, key_data)
+        return JSONResponse({"action": (action[0] if single else action).tolist()})
+
+    async def http_error(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, HTTPException)
+        return JSONResponse({"error": exc.detail}, exc.status_code, headers=exc.headers)
+
+    async def server_error(request: Request, exc: Exception) -> JSONResponse:
+        return _error(500, f"internal error: {type(exc).__name__}")
+
+    app = Starlette(
+        routes=[
+            Route("/spec", spec, methods=["GET"]),
+            Route("/health", health, methods=["GET"]),
+            Route("/act", act, methods=["POST"]),
+        ],
+        exception_handlers={HTTPException: http_error, Exception: server_error},
+    )
+    app.state.policy = policy
+    return app
+
+
+def serve(
+    artifact_path: str | os.PathLike,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    *,
+    max_batch_size: int = 1024,
+    log_level: str = "info",
+) -> None:
+    """Serve the policy at ``artifact_path`` with uvicorn until interrupted."""
+    import uvicorn
+
+    app = make_app(artifact_path, max_batch_size=max_batch_size)
+    uvicorn.run(app, host=host, port=port, log_level=log_level)
+
+
+@dataclasses.dataclass(frozen=True)
+class ServeArgs:
+    """Serve an exported policy over HTTP: GET /spec, GET /health, POST /act."""
+
+    artifact: tyro.conf.Positional[Path]
+    """Artifact directory written by jaxrl.export (spec.json, policy.jaxexport)."""
+    host: str = "127.0.0.1"
+    """Interface to listen on (127.0.0.1: this machine only)."""
+    port: int = 8000
+    """TCP port."""
+    max_batch_size: int = 1024
+    """Most observations one request may hold."""
+    log_level: str = "info"
+    """uvicorn's log level."""
+
+
+def main(argv: list[str] | None = None) -> None:
+    """``python -m jaxrl.serve ARTIFACT [--host H] [--port P]``."""
+    args = tyro.cli(ServeArgs, args=argv)
+    serve(
+        args.artifact,
+        args.host,
+        args.port,
+        max_batch_size=args.max_batch_size,
+        log_level=args.log_level,
+    )
+
+
+if __name__ == "__main__":
+    main()
