@@ -1,0 +1,463 @@
+"""The ``jaxrl`` command: train, sweep, evaluate, plot, export and serve from a shell.
+
+    jaxrl train ppo --env gymnax:CartPole-v1 --num-seeds 8 --out runs/ppo
+    jaxrl sweep ppo --env GridWorld-FourRooms --grid lr=1e-3,3e-4 --num-seeds 4 --out runs/sw
+    jaxrl eval runs/ppo            jaxrl plot runs/ppo            jaxrl envs
+    jaxrl export runs/ppo runs/ppo/policy            jaxrl serve runs/ppo/policy --port 8000
+
+Every command's flags are typed and documented by tyro (``jaxrl <command> --help``;
+``jaxrl train <algo> --help`` lists the algorithm's config fields and
+hyperparameters). The first words pick the command (and the algorithm) by hand,
+so each algorithm's flags are built only when asked for.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import sys
+import typing
+from pathlib import Path
+from typing import Annotated, Any
+
+import numpy as np
+import tyro
+
+
+@dataclasses.dataclass(frozen=True)
+class Algo:
+    module: str
+    config: str
+    hparams: str
+    description: str
+    default_env: str = "gymnax:CartPole-v1"
+    config_defaults: tuple[tuple[str, Any], ...] = ()
+
+    def load(self):
+        """``(module, config class, hparams class, default config)``."""
+        module = importlib.import_module(self.module)
+        config_cls, hparams_cls = getattr(module, self.config), getattr(module, self.hparams)
+        return module, config_cls, hparams_cls, config_cls(**dict(self.config_defaults))
+
+
+_PENDULUM = "gymnax:Pendulum-v1"
+ALGOS = {
+    "ppo": Algo("jaxrl.agents.ppo", "PPOConfig", "PPOHParams", "proximal policy optimisation"),
+    "a2c": Algo("jaxrl.agents.a2c", "A2CConfig", "A2CHParams", "advantage actor-critic"),
+    "reinforce": Algo(
+        "jaxrl.agents.reinforce", "ReinforceConfig", "ReinforceHParams", "vanilla policy gradient"
+    ),
+    "trpo": Algo("jaxrl.agents.trpo", "TRPOConfig", "TRPOHParams", "trust-region policy opt."),
+    "dqn": Algo("jaxrl.agents.dqn", "DQNConfig", "DQNHParams", "deep Q-network (double, ...)"),
+    "pqn": Algo("jaxrl.agents.pqn", "PQNConfig", "PQNHParams", "parallel Q-learning, no replay"),
+    "sarsa": Algo(
+        "jaxrl.agents.pqn", "PQNConfig", "PQNHParams", "deep Expected SARSA (PQN's machinery)",
+        config_defaults=(("bootstrap", "expected"),),
+    ),
+    "sac": Algo("jaxrl.agents.sac", "SACConfig", "SACHParams", "soft actor-critic", _PENDULUM),
+    "td3": Algo("jaxrl.agents.td3", "TD3Config", "TD3HParams", "TD3 / DDPG", _PENDULUM),
+    "cem": Algo("jaxrl.agents.cem", "CEMConfig", "CEMHParams", "cross-entropy method"),
+    "q_learning": Algo(
+        "jaxrl.agents.tabular", "TabularConfig", "TabularHParams",
+        "tabular Q-learning / SARSA / Expected SARSA", "GridWorld-FourRooms",
+    ),
+}  # fmt: skip
+
+COMMANDS = {
+    "train": "train an algorithm, many seeds in one compiled call (jaxrl train ALGO --help)",
+    "sweep": "seeds x a hyperparameter grid in one compiled call (jaxrl sweep ALGO --help)",
+    "eval": "evaluate the final policies of a run directory",
+    "plot": "plot a run directory's learning curve, or a sweep's return vs hyperparameters",
+    "render": "render one episode of a run's policy (GIF, plot or Brax HTML)",
+    "export": "export a run's policy to a self-contained artifact",
+    "serve": "answer HTTP JSON requests with an exported policy",
+    "envs": "list the registered environments",
+}
+
+
+def _usage(prog: str, choices: dict[str, Any], what: str) -> str:
+    width = max(map(len, choices)) + 2
+    lines = [f"usage: {prog} {what.upper()} [flags]", "", f"{what}s:"]
+    for name, text in choices.items():
+        lines.append(f"  {name:<{width}}{text if isinstance(text, str) else text.description}")
+    return "\n".join(lines)
+
+
+def _pick(argv: list[str], choices: dict[str, Any], prog: str, what: str) -> str:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(_usage(prog, choices, what))
+        raise SystemExit(0 if argv else 2)
+    if argv[0] not in choices:
+        print(
+            f"{prog}: unknown {what} {argv[0]!r}\n\n{_usage(prog, choices, what)}", file=sys.stderr
+        )
+        raise SystemExit(2)
+    return argv[0]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The console script: ``jaxrl COMMAND ...``."""
+    run(sys.argv[1:] if argv is None else argv)
+
+
+def run(argv: list[str]) -> Any:
+    """Run the command ``argv`` names and return its result (for tests and notebooks)."""
+    command = _pick(argv, COMMANDS, "jaxrl", "command")
+    rest = argv[1:]
+    if command in ("train", "sweep"):
+        name = _pick(rest, ALGOS, f"jaxrl {command}", "algorithm")
+        return (train if command == "train" else sweep)(name, rest[1:])
+    commands = {"eval": evaluate, "plot": plot, "render": render, "export": export}
+    return (commands | {"serve": serve, "envs": list_envs})[command](rest)
+
+
+def train(name: str, argv: list[str]) -> dict[str, Any]:
+    from jaxrl import experiment
+
+    algo = ALGOS[name]
+    module, config_cls, hparams_cls, default_config = algo.load()
+    return experiment.main(
+        name, config_cls, hparams_cls, module.make_train, module.make_policy,
+        default_env=algo.default_env, default_config=default_config, argv=argv,
+        prog=f"jaxrl train {name}",
+    )  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class SweepFlags:
+    out: Path
+    """Directory for runs.csv, curves.npz, summary.json and sweep.png."""
+    grid: tuple[str, ...] = ()
+    """Hyperparameters to sweep, as name=v1,v2,... (repeat the flag for more names)."""
+    env_grid: tuple[str, ...] = ()
+    """Env params to sweep, as name=v1,v2,... (crossed with --grid)."""
+    num_seeds: int = 4
+    """Seeds per grid point."""
+    seed: int = 0
+    """Seed of the first key; the same seeds at every grid point."""
+    batch_size: int | None = None
+    """Runs trained together; batches run in sequence in the same compiled call."""
+    devices: int | None = 1
+    """Local devices to split the runs over (None: the most that divide them)."""
+    eval_episodes: int = 16
+    """Greedy evaluation episodes per run (0: none)."""
+
+
+def parse_grid(pairs: tuple[str, ...], flag: str) -> dict[str, list[Any]]:
+    """``("lr=1e-3,3e-4",)`` -> ``{"lr": [0.001, 0.0003]}`` (values as Python literals)."""
+    from jaxrl.experiment import parse_env_params
+
+    grid = {}
+    for pair in pairs:
+        name, sep, values = pair.partition("=")
+        if not sep or not values.strip():
+            raise ValueError(f"{flag} {pair!r} is not allowed; it must be name=v1,v2,...")
+        grid[name.strip()] = [
+            parse_env_params((f"{name}={v}",))[name.strip()] for v in values.split(",")
+        ]
+    return grid
+
+
+def sweep(name: str, argv: list[str]) -> Any:
+    from jaxrl import experiment
+    from jaxrl import sweep as sweeps
+
+    algo = ALGOS[name]
+    module, config_cls, hparams_cls, default_config = algo.load()
+    args_cls = experiment.args_class(
+        name, config_cls, hparams_cls, algo.default_env, default_config, bases=(SweepFlags,)
+    )
+    args = tyro.cli(args_cls, args=argv, prog=f"jaxrl sweep {name}")
+    grid = parse_grid(args.grid, "--grid")
+    env_grid = parse_grid(args.env_grid, "--env-grid")
+    result = sweeps.sweep(
+        module.make_train, args.config, args.env, args.hparams, grid, args.num_seeds, args.seed,
+        env_grid, args.batch_size, args.devices,
+        module.make_policy if args.eval_episodes else None, max(args.eval_episodes, 1),
+    )  # fmt: skip
+    result.save(args.out)
+    swept = [*env_grid, *grid]
+    score = "eval_return" if args.eval_episodes else "final_return"
+    points = result.table.groupby(swept, sort=False)[score] if swept else None
+    summary = {
+        "algo": name,
+        **result.info,
+        "score": score,
+        "points": _point_stats(points, swept) if swept else [],
+    }
+    experiment.write_json(args.out / "summary.json", summary)
+    print(result.table.to_string(max_rows=40))
+    if swept:
+        plot_sweep(result.table, swept, score, args.out / "sweep.png")
+    print(f"wrote {args.out}/runs.csv, curves.npz, summary.json")
+    return summary
+
+
+def _point_stats(points, swept: list[str]) -> list[dict[str, Any]]:
+    from jaxrl import stats
+
+    rows = []
+    for values, group in points:
+        values = values if isinstance(values, tuple) else (values,)
+        scores = group.to_numpy(np.float64)[:, None]
+        scores = scores[np.isfinite(scores[:, 0])]
+        row = dict(zip(swept, map(_plain, values), strict=True))
+        if len(scores):
+            for metric in ("mean", "iqm"):
+                ci = stats.stratified_bootstrap_ci(scores, stats.METRICS[metric], reps=1000)
+                row |= {metric: float(ci[0]), f"{metric}_ci95": [float(ci[1]), float(ci[2])]}
+        rows.append(row)
+    return rows
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if hasattr(value, "item") else value
+
+
+def plot_sweep(table: Any, swept: list[str], score: str, path: Path) -> None:
+    """One panel per swept name: the score (mean over the other names and seeds, with a
+    95% bootstrap interval across runs) against that name's values."""
+    from matplotlib.figure import Figure
+
+    from jaxrl.experiment import bootstrap_ci
+
+    fig = Figure(figsize=(4 * len(swept), 3.5))
+    for i, name in enumerate(swept):
+        ax = fig.add_subplot(1, len(swept), i + 1)
+        xs, means, lows, highs = [], [], [], []
+        for value, group in table.groupby(name):
+            scores = group[score].to_numpy(np.float64)
+            scores = scores[np.isfinite(scores)]
+            if not len(scores):
+                continue
+            low, high = bootstrap_ci(scores)
+            xs.append(value)
+            means.append(scores.mean())
+            lows.append(low)
+            highs.append(high)
+        ax.errorbar(
+            range(len(xs)),
+            means,
+            yerr=[np.subtract(means, lows), np.subtract(highs, means)],
+            fmt="o-",
+            capsize=4,
+        )
+        ax.set_xticks(range(len(xs)), [f"{x:g}" if isinstance(x, float) else str(x) for x in xs])
+        ax.set_xlabel(name)
+        ax.set_ylabel(score)
+    fig.suptitle("mean over runs, 95% bootstrap interval")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalFlags:
+    run_dir: Annotated[Path, tyro.conf.Positional]
+    """A directory written by jaxrl train (or experiments/<algo>.py)."""
+    episodes: int = 100
+    """Episodes per seed; the same eval keys for every seed."""
+    stochastic: bool = False
+    """Sample actions instead of acting greedily / deterministically."""
+    eval_seed: int = 12345
+    """Seed of the eval keys."""
+
+
+def load_run(run_dir: Path):
+    """``(name, module, config, hparams, summary, final_state)`` of a run directory: the
+    config rebuilt from summary.json, the final state restored from its checkpoints."""
+    import jax
+
+    import envs
+    from jaxrl import checkpoint
+
+    summary_path = run_dir / "summary.json"
+    if not summary_path.exists():
+        raise ValueError(f"{run_dir} is not a run directory: it has no summary.json")
+    summary = json.loads(summary_path.read_text())
+    name = summary["algo"]
+    if name not in ALGOS:
+        raise ValueError(f"{run_dir} holds a {name!r} run; jaxrl eval knows {sorted(ALGOS)}")
+    module, config_cls, hparams_cls, _ = ALGOS[name].load()
+    config = _rebuild(config_cls, summary["config"])
+    hparams = hparams_cls(**summary["hparams"])
+    env, env_params = envs.make(summary["env"], **summary.get("env_overrides", {}))
+    trainer = module.make_train(config, env, env_params)
+    keys = jax.random.split(jax.random.key(summary["seed"]), summary["num_seeds"])
+    like = jax.eval_shape(jax.vmap(trainer.init, in_axes=(0, None)), keys, hparams)
+    identity = checkpoint.run_identity(
+        name, summary["env"], env_params, config, hparams, summary["num_seeds"], summary["seed"]
+    )
+    identity["log_every"] = summary.get("log_every", 1)
+    ckpts = checkpoint.Checkpoints(run_dir / "checkpoints", identity)
+    update, state, _ = ckpts.restore(like)
+    return name, module, config, hparams, summary, state, update
+
+
+def _rebuild(cls: type, values: dict[str, Any]) -> Any:
+    """A config dataclass from its JSON: lists back to tuples where the field is a tuple."""
+    hints = typing.get_type_hints(cls)
+    fields = {}
+    for field in dataclasses.fields(cls):
+        if field.name in values:
+            value = values[field.name]
+            origin = typing.get_origin(hints[field.name])
+            fields[field.name] = tuple(value) if origin is tuple else value
+    return cls(**fields)
+
+
+def evaluate(argv: list[str]) -> dict[str, Any]:
+    from jaxrl import experiment
+
+    args = tyro.cli(EvalFlags, args=argv, prog="jaxrl eval")
+    name, module, config, _, summary, state, update = load_run(args.run_dir)
+    returns = experiment.evaluate_runs(
+        module.make_policy, config, summary["env"], summary.get("env_overrides"), state,
+        args.episodes, args.eval_seed, not args.stochastic,
+    )  # fmt: skip
+    low, high = experiment.bootstrap_ci(returns)
+    result = {
+        "algo": name,
+        "env": summary["env"],
+        "update": update,
+        "episodes_per_seed": args.episodes,
+        "deterministic": not args.stochastic,
+        "eval_seed": args.eval_seed,
+        "return_mean": float(returns.mean()),
+        "return_ci95": [low, high],
+        "return_per_seed": returns.tolist(),
+    }
+    print(f"{name} on {summary['env']}, update {update}, {args.episodes} episodes per seed:")
+    print(f"mean return {returns.mean():.2f}  95% CI [{low:.2f}, {high:.2f}]  per seed {returns}")
+    experiment.write_json(args.run_dir / "eval.json", result)
+    return result
+
+
+@dataclasses.dataclass(frozen=True)
+class PlotFlags:
+    run_dir: Annotated[Path, tyro.conf.Positional]
+    """A run directory (curves.npz) or a sweep directory (runs.csv)."""
+
+
+def plot(argv: list[str]) -> Path:
+    from jaxrl import experiment
+
+    args = tyro.cli(PlotFlags, args=argv, prog="jaxrl plot")
+    summary = json.loads((args.run_dir / "summary.json").read_text())
+    if (args.run_dir / "runs.csv").exists():
+        import pandas as pd
+
+        table = pd.read_csv(args.run_dir / "runs.csv")
+        swept = [*summary["env_grid"], *summary["grid"]]
+        path = args.run_dir / "sweep.png"
+        plot_sweep(table, swept, summary["score"], path)
+    else:
+        curves = dict(np.load(args.run_dir / "curves.npz"))
+        steps = summary["total_env_steps"] // curves["episodes"].shape[-1]
+        path = args.run_dir / "curve.png"
+        title = f"{summary['algo']} on {summary['env']}"
+        experiment.plot_curve(experiment.learning_curve(curves), steps, title, path)
+    print(f"wrote {path}")
+    return path
+
+
+@dataclasses.dataclass(frozen=True)
+class RenderFlags:
+    run_dir: Annotated[Path, tyro.conf.Positional]
+    """A run directory written by jaxrl train."""
+    out: Path | None = None
+    """Where to write (the suffix is set by the drawing); default RUN_DIR/episode."""
+    seed_index: int = 0
+    """Which of the run's seeds acts."""
+    stochastic: bool = False
+    """Sample actions instead of acting greedily / deterministically."""
+    episode_seed: int = 0
+    """Seed of the episode's reset and steps."""
+
+
+def render(argv: list[str]) -> Path:
+    import jax
+
+    import envs
+    from jaxrl import render as rendering
+
+    args = tyro.cli(RenderFlags, args=argv, prog="jaxrl render")
+    name, module, config, _, summary, state, _ = load_run(args.run_dir)
+    if getattr(config, "gru_size", 0):
+        raise ValueError("jaxrl render does not render recurrent (gru_size > 0) policies yet")
+    one = _seed(state, args.seed_index, summary)
+    overrides = summary.get("env_overrides", {})
+    env, env_params = envs.make(summary["env"], **overrides)
+    act = module.make_policy(config, env, env_params, one, not args.stochastic)
+    path = rendering.render(
+        summary["env"], act, jax.random.key(args.episode_seed),
+        args.out or args.run_dir / "episode", overrides,
+    )  # fmt: skip
+    print(f"wrote {path}")
+    return path
+
+
+def _seed(state: Any, index: int, summary: dict[str, Any]) -> Any:
+    import jax
+
+    if not 0 <= index < summary["num_seeds"]:
+        raise ValueError(
+            f"seed_index={index} is not allowed; the run has {summary['num_seeds']} seeds"
+        )
+    return jax.tree.map(lambda x: x[index], state)
+
+
+@dataclasses.dataclass(frozen=True)
+class ExportFlags:
+    run_dir: Annotated[Path, tyro.conf.Positional]
+    """A run directory written by jaxrl train."""
+    artifact: Annotated[Path, tyro.conf.Positional]
+    """Where to write the policy artifact (a directory)."""
+    seed_index: int = 0
+    """Which of the run's seeds to export."""
+    stochastic: bool = False
+    """Export the sampling policy instead of the greedy / deterministic one."""
+    overwrite: bool = False
+    """Replace an existing artifact."""
+
+
+def export(argv: list[str]) -> Path:
+
+    import envs
+    from jaxrl import export as exporting
+
+    args = tyro.cli(ExportFlags, args=argv, prog="jaxrl export")
+    name, module, config, _, summary, state, _ = load_run(args.run_dir)
+    one = _seed(state, args.seed_index, summary)
+    env, env_params = envs.make(summary["env"], **summary.get("env_overrides", {}))
+    path = exporting.export_agent(
+        module, config, env, env_params, one, args.artifact, summary["env"],
+        deterministic=not args.stochastic, overwrite=args.overwrite,
+    )  # fmt: skip
+    print(f"wrote {path}")
+    return path
+
+
+def serve(argv: list[str]) -> None:
+    from jaxrl import serve as serving
+
+    serving.main(argv)
+
+
+def list_envs(argv: list[str]) -> list[str]:
+    import envs
+    from envs import registry
+
+    if argv:
+        print(f"jaxrl envs takes no arguments (got {argv}); gymnax:<id> and brax:<name> also work")
+    names = envs.registered(adapters=False)
+    width = max(map(len, names)) + 2
+    for name in names:
+        print(f"{name:<{width}}{registry.describe(name)}")
+    print(f"{'gymnax:<id>':<{width}}every gymnax environment, e.g. gymnax:CartPole-v1")
+    print(f"{'brax:<name>':<{width}}every Brax environment, e.g. brax:ant")
+    return names
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,150 @@
+"""The ``jaxrl`` command: train -> eval -> plot -> export on one run directory, resume
+after a stop, a sweep, and the errors a user meets first."""
+
+import json
+
+import jax
+import numpy as np
+import pytest
+
+import envs
+from jaxrl import checkpoint, cli
+from jaxrl.agents import ppo
+from jaxrl.export import load_policy
+
+ENV = "GridWorld-Empty-8x8"
+# 4 envs x 16 steps, 8 updates; chunks of 4 updates when checkpointing.
+TRAIN = ["--env", ENV, "--num-seeds", "2", "--num-envs", "4", "--rollout-len", "16"]
+TRAIN += ["--total-steps", "512"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    out = tmp_path_factory.mktemp("cli") / "run"
+    summary = cli.run(["train", "ppo", *TRAIN, "--out", str(out), "--lr", "1e-3"])
+    assert summary["complete"] and summary["updates_done"] == 8
+    return out
+
+
+def test_train_writes_a_complete_run_directory(run_dir):
+    summary = json.loads((run_dir / "summary.json").read_text())
+    assert summary["algo"] == "ppo" and summary["hparams"]["lr"] == pytest.approx(1e-3)
+    assert summary["config"]["num_envs"] == 4 and summary["env_overrides"] == {}
+    assert {"curve.png", "curves.npz", "checkpoints"} <= {p.name for p in run_dir.iterdir()}
+    assert np.load(run_dir / "curves.npz")["episodes"].shape == (2, 8)
+
+
+def test_eval_restores_the_final_policies_and_uses_the_same_keys_for_every_seed(run_dir):
+    result = cli.run(["eval", str(run_dir), "--episodes", "8"])
+    assert result["update"] == 8 and len(result["return_per_seed"]) == 2
+    assert json.loads((run_dir / "eval.json").read_text()) == result
+    # The same numbers as evaluating the state train returns, run again here.
+    config = ppo.PPOConfig(num_envs=4, rollout_len=16, total_steps=512)
+    env, params = envs.make(ENV)
+    keys = jax.random.split(jax.random.key(0), 2)
+    train = ppo.make_train(config, env, params)
+    state, _ = jax.jit(jax.vmap(train, in_axes=(0, None)))(keys, ppo.PPOHParams(lr=1e-3))
+    from jaxrl import experiment
+
+    expected = experiment.evaluate_runs(ppo.make_policy, config, ENV, {}, state, 8, 12345)
+    np.testing.assert_allclose(result["return_per_seed"], expected, rtol=1e-6)
+
+
+def test_plot_and_export_from_the_run_directory(run_dir, tmp_path):
+    (run_dir / "curve.png").unlink()
+    assert cli.run(["plot", str(run_dir)]) == run_dir / "curve.png"
+    assert (run_dir / "curve.png").stat().st_size > 1000
+
+    artifact = cli.run(["export", str(run_dir), str(tmp_path / "policy"), "--seed-index", "1"])
+    policy = load_policy(artifact)
+    _, _, config, hparams, summary, state, _ = cli.load_run(run_dir)
+    env, params = envs.make(ENV)
+    one = jax.tree.map(lambda x: x[1], state)
+    act = ppo.make_policy(config, env, params, one, True)
+    obs = jax.vmap(env.observation_space(params).sample)(jax.random.split(jax.random.key(3), 9))
+    np.testing.assert_array_equal(policy(np.asarray(obs)), np.asarray(act(jax.random.key(0), obs)))
+    with pytest.raises(ValueError, match="seed_index=2 is not allowed; the run has 2 seeds"):
+        cli.run(["export", str(run_dir), str(tmp_path / "p2"), "--seed-index", "2"])
+
+
+def test_render_draws_an_episode_of_the_runs_policy(run_dir, tmp_path):
+    path = cli.run(["render", str(run_dir), "--out", str(tmp_path / "ep"), "--seed-index", "1"])
+    assert path == tmp_path / "ep.gif" and path.stat().st_size > 1000
+
+
+def test_a_stopped_run_resumes_and_a_finished_one_is_not_overwritten(run_dir, tmp_path):
+    out = tmp_path / "resumable"
+    flags = ["train", "ppo", *TRAIN, "--out", str(out), "--lr", "1e-3", "--checkpoint-every", "4"]
+    first = cli.run([*flags, "--stop-after", "4"])
+    assert not first["complete"] and first["updates_done"] == 4
+    second = cli.run(flags)
+    assert second["complete"] and second["resumed_from_update"] == 4
+    # Resumed in chunks, it ends where the one-call run of the fixture ended.
+    _, _, _, _, _, resumed, _ = cli.load_run(out)
+    _, _, _, _, _, whole, _ = cli.load_run(run_dir)
+    for a, b in zip(
+        jax.tree.leaves(checkpoint.plain(resumed)),
+        jax.tree.leaves(checkpoint.plain(whole)),
+        strict=True,
+    ):
+        np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    with pytest.raises(ValueError, match="already holds this run, complete"):
+        cli.run(flags)
+    with pytest.raises(ValueError, match=r"hparams\.lr: checkpoint 0\.001"):
+        cli.run([*flags[:-4], "--lr", "3e-4", "--checkpoint-every", "4"])
+
+
+def test_sweep_writes_a_table_summary_and_plot(tmp_path):
+    out = tmp_path / "sweep"
+    summary = cli.run(
+        ["sweep", "ppo", *TRAIN, "--grid", "lr=1e-3,3e-4", "--eval-episodes", "4",
+         "--out", str(out)]
+    )  # fmt: skip
+    assert [p["lr"] for p in summary["points"]] == [1e-3, 3e-4]
+    assert all(p["mean_ci95"][0] <= p["mean"] <= p["mean_ci95"][1] for p in summary["points"])
+    assert {"runs.csv", "curves.npz", "summary.json", "sweep.png"} <= {
+        p.name for p in out.iterdir()
+    }
+    assert cli.run(["plot", str(out)]) == out / "sweep.png"
+
+
+def test_envs_lists_every_builtin_with_a_description(capsys):
+    names = cli.run(["envs"])
+    lines = capsys.readouterr().out.splitlines()
+    assert set(names) == set(envs.registered(adapters=False))
+    assert all(len(line.split(maxsplit=1)) == 2 for line in lines)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["bogus"], "unknown command 'bogus'"),
+        (["train", "ppx"], "unknown algorithm 'ppx'"),
+        ([], "usage: jaxrl COMMAND"),
+    ],
+)
+def test_unknown_commands_print_the_choices(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.run(argv)
+    assert exit_info.value.code == 2
+    captured = capsys.readouterr()
+    assert message in captured.err + captured.out
+
+
+def test_help_lists_config_fields_and_hyperparameters(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        cli.run(["train", "dqn", "--help"])
+    assert exit_info.value.code == 0
+    text = capsys.readouterr().out
+    for flag in ("--buffer-size", "--lr", "--checkpoint-every", "--env", "--num-seeds"):
+        assert flag in text
+    assert "Replay capacity" in text or "buffer" in text.lower()
+
+
+def test_bad_flags_are_refused_before_training(tmp_path):
+    with pytest.raises(ValueError, match="stop_after=4 needs checkpoint_every"):
+        cli.run(["train", "ppo", *TRAIN, "--out", str(tmp_path / "x"), "--stop-after", "4"])
+    with pytest.raises(ValueError, match="is not a run directory"):
+        cli.run(["eval", str(tmp_path)])
+    with pytest.raises(ValueError, match="--grid 'lr' is not allowed; it must be name=v1,v2"):
+        cli.run(["sweep", "ppo", *TRAIN, "--grid", "lr", "--out", str(tmp_path / "s")])
