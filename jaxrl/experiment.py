@@ -9,6 +9,7 @@ bootstraps (10,000 resamples of the seeds).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
@@ -22,7 +23,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import envs
-from jaxrl import checkpoint, parallel
+from jaxrl import checkpoint, loggers, parallel
 from jaxrl.evaluate import evaluate
 from jaxrl.progress import Progress
 
@@ -157,6 +158,8 @@ def run(
     max_to_keep: int = 3,
     stop_after: int | None = None,
     log_every: int = 1,
+    tensorboard: bool = False,
+    wandb_project: str | None = None,
 ) -> dict[str, Any]:
     """Train ``num_seeds`` seeds in one compiled call and write the run directory.
 
@@ -165,7 +168,9 @@ def run(
     (``max_to_keep`` kept); run again with the same arguments to resume from the
     newest one, bit for bit. ``stop_after`` ends such a run after that many updates
     in all (say, before a job's time limit), with a summary marked incomplete.
-    ``log_every`` keeps one row of metrics per that many updates.
+    ``log_every`` keeps one row of metrics per that many updates. Progress rows go to
+    ``out/progress.csv`` and ``progress.jsonl``, and with ``tensorboard`` to
+    ``out/tensorboard``, with ``wandb_project`` to Weights & Biases.
 
     With ``make_policy`` (an agent's ``make_policy(config, env, env_params, state,
     deterministic)`` returning ``act(key, obs)``), each seed's final policy is then
@@ -207,7 +212,19 @@ def run(
         f"{algo} on {env_name}: {num_seeds} seeds x {steps:,} steps on "
         f"{devices} {jax.default_backend()} device(s), compiling ..."
     )
-    with Progress(config.num_updates, steps_per_update, num_seeds, f"{algo} {env_name}"):
+    out.mkdir(parents=True, exist_ok=True)
+    logs = [loggers.CSVLogger(out / "progress.csv"), loggers.JSONLLogger(out / "progress.jsonl")]
+    if tensorboard:
+        logs.append(loggers.TensorBoardLogger(out / "tensorboard"))
+    if wandb_project:
+        wandb_config = {"algo": algo, "env": env_name, "config": dataclasses.asdict(config)}
+        logs.append(loggers.WandbLogger(project=wandb_project, config=wandb_config))
+    bar = Progress(
+        config.num_updates, steps_per_update, num_seeds, f"{algo} {env_name}", loggers=logs
+    )
+    with bar, contextlib.ExitStack() as closing:
+        for log in logs:
+            closing.callback(log.close)
         final_state, metrics, info = checkpoint.train_in_chunks(
             train,
             keys,
@@ -241,7 +258,6 @@ def run(
             f"greedy evaluation, {eval_episodes} episodes per seed: mean return {eval_return:.1f}"
         )
 
-    out.mkdir(parents=True, exist_ok=True)
     plot_curve(
         learning_curve(metrics),
         steps_per_update * log_every,
@@ -304,6 +320,10 @@ class RunArgs:
     """Stop after this many updates in all (with checkpoint_every; rerun to go on)."""
     log_every: int = 1
     """Updates per logged row of metrics (returns summed, the rest averaged)."""
+    tensorboard: bool = False
+    """Also log progress to OUT/tensorboard (pip install 'jaxrl[tensorboard]')."""
+    wandb_project: str | None = None
+    """Also log progress to this Weights & Biases project (pip install 'jaxrl[wandb]')."""
 
 
 def parse_env_params(pairs: tuple[str, ...]) -> dict[str, Any]:
@@ -349,6 +369,7 @@ def main(
         make_policy=make_policy, devices=args.devices, extra_summary=extra_summary,
         env_overrides=parse_env_params(args.env_param), checkpoint_every=args.checkpoint_every,
         max_to_keep=args.max_to_keep, stop_after=args.stop_after, log_every=args.log_every,
+        tensorboard=args.tensorboard, wandb_project=args.wandb_project,
     )  # fmt: skip
 
 

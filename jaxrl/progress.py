@@ -24,7 +24,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import jax
@@ -116,6 +116,9 @@ class Progress:
             ``num_runs`` runs have arrived.
         description: the bar's label.
         stream: where plain lines go when it is not a terminal (default stdout).
+        loggers: ``jaxrl.loggers`` objects; each report is logged to them as one row:
+            update, env steps per run, steps/s, episodes ended and their mean return,
+            and every other metric averaged over the runs.
     """
 
     def __init__(
@@ -125,11 +128,13 @@ class Progress:
         num_runs: int = 1,
         description: str = "training",
         stream: Any = None,
+        loggers: Sequence[Any] = (),
     ):
         self.num_updates = num_updates
         self.steps_per_update = steps_per_update
         self.num_runs = num_runs
         self.description = description
+        self.loggers = list(loggers)
         self.stream = stream if stream is not None else sys.stdout
         self.history: list[tuple[int, float]] = []
         """(update, mean return) of every report that saw finished episodes."""
@@ -137,8 +142,8 @@ class Progress:
         self._bar = None
         self._next_line = 0.1
         self._first: tuple[float, int] | None = None  # (time, update) of the first report
-        # update -> (runs reported, return sum, episodes) while devices' shares arrive
-        self._partial: dict[int, tuple[int, float, float]] = {}
+        # update -> (runs reported, sum of each metric) while devices' shares arrive
+        self._partial: dict[int, tuple[int, dict[str, float]]] = {}
 
     def __enter__(self) -> Progress:
         if getattr(self.stream, "isatty", lambda: False)():
@@ -164,12 +169,15 @@ class Progress:
         if self._bar is not None:
             self._bar.stop()
 
-    def status(self) -> str:
-        # Measured from the first report, so that compiling inside ``with`` does not count.
+    def rate(self) -> float:
+        """Env steps per second, all runs together, since the first report (so that
+        compiling inside ``with`` does not count)."""
         elapsed = time.perf_counter() - self._first[0]
         updates = self.updates_seen - self._first[1]
-        rate = updates * self.steps_per_update * self.num_runs / elapsed if updates else 0.0
-        text = f"{rate:,.0f} steps/s"
+        return updates * self.steps_per_update * self.num_runs / elapsed if updates else 0.0
+
+    def status(self) -> str:
+        text = f"{self.rate():,.0f} steps/s"
         if self.history:
             text += f"  return {self.history[-1][1]:.1f}"
         return text
@@ -178,19 +186,21 @@ class Progress:
         """Called from the compiled run with the metrics of one update: of every run, or
         of one device's share of the runs (then shown once all ``num_runs`` have reported)."""
         runs = int(np.size(next(iter(metrics.values())))) if metrics else self.num_runs
-        seen, returns, episodes = self._partial.pop(update, (0, 0.0, 0.0))
+        seen, sums = self._partial.pop(update, (0, {}))
         seen += runs
-        if "episodes" in metrics:
-            returns += float(np.sum(metrics["episode_return_sum"]))
-            episodes += float(np.sum(metrics["episodes"]))
+        for name, values in metrics.items():
+            sums[name] = sums.get(name, 0.0) + float(np.sum(values))
         if seen < self.num_runs:
-            self._partial[update] = (seen, returns, episodes)
+            self._partial[update] = (seen, sums)
             return
         if self._first is None:
             self._first = (time.perf_counter(), update)
         self.updates_seen = update
+        episodes = sums.get("episodes", 0.0)
         if episodes > 0:
-            self.history.append((update, returns / episodes))
+            self.history.append((update, sums["episode_return_sum"] / episodes))
+        if self.loggers:
+            self._log(update, sums, episodes)
         if self._bar is not None:
             self._bar.update(self._task, completed=update, status=self.status())
         elif update >= self._next_line * self.num_updates or update == self.num_updates:
@@ -201,3 +211,19 @@ class Progress:
             )
             while self._next_line * self.num_updates <= update:
                 self._next_line += 0.1
+
+    def _log(self, update: int, sums: dict[str, float], episodes: float) -> None:
+        row = {
+            "update": update,
+            "env_steps": update * self.steps_per_update,
+            "steps_per_second": self.rate(),
+            "episodes": episodes,
+            "return_mean": sums["episode_return_sum"] / episodes if episodes else float("nan"),
+        }
+        row |= {
+            name: total / self.num_runs
+            for name, total in sums.items()
+            if name not in ("episodes", "episode_return_sum")
+        }
+        for logger in self.loggers:
+            logger.log(row)

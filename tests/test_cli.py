@@ -30,8 +30,12 @@ def test_train_writes_a_complete_run_directory(run_dir):
     summary = json.loads((run_dir / "summary.json").read_text())
     assert summary["algo"] == "ppo" and summary["hparams"]["lr"] == pytest.approx(1e-3)
     assert summary["config"]["num_envs"] == 4 and summary["env_overrides"] == {}
-    assert {"curve.png", "curves.npz", "checkpoints"} <= {p.name for p in run_dir.iterdir()}
+    files = {p.name for p in run_dir.iterdir()}
+    assert {"curve.png", "curves.npz", "checkpoints", "progress.csv", "progress.jsonl"} <= files
     assert np.load(run_dir / "curves.npz")["episodes"].shape == (2, 8)
+    progress = (run_dir / "progress.csv").read_text().splitlines()
+    assert progress[0].startswith("update,env_steps,steps_per_second,episodes,return_mean")
+    assert [int(line.split(",")[0]) for line in progress[1:]] == list(range(1, 9))
 
 
 def test_eval_restores_the_final_policies_and_uses_the_same_keys_for_every_seed(run_dir):

@@ -1,10 +1,12 @@
 """Progress reports from inside a jitted, vmapped training loop."""
 
 import io
+import json
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 from jaxrl import progress
 
@@ -53,3 +55,43 @@ def test_reports_are_thinned_and_results_unchanged(monkeypatch):
     silent_state, silent_metrics = jax.jit(toy_train)(key, 1.0)
     np.testing.assert_array_equal(metrics["loss"], silent_metrics["loss"])
     assert float(state) == float(silent_state) == 25.0
+
+
+def test_loggers_get_one_row_per_report_with_metrics_averaged_over_runs(tmp_path):
+    from jaxrl import loggers
+
+    keys = jax.random.split(jax.random.key(0), 4)
+    train = jax.jit(jax.vmap(toy_train, in_axes=(0, None)))
+    logs = [loggers.CSVLogger(tmp_path / "p.csv"), loggers.JSONLLogger(tmp_path / "p.jsonl")]
+    logs.append(loggers.TensorBoardLogger(tmp_path / "tb"))
+    with progress.Progress(25, 10, num_runs=4, stream=io.StringIO(), loggers=logs):
+        _, metrics = jax.block_until_ready(train(keys, 3.0))
+    for log in logs:
+        log.close()
+    import pandas as pd
+
+    table = pd.read_csv(tmp_path / "p.csv")
+    assert table["update"].tolist() == list(range(1, 26))
+    assert table["env_steps"].tolist() == [10 * u for u in range(1, 26)]
+    # return: sum over runs of 3 * u * 2 / (4 runs * 2 episodes) = 3u; 8 episodes per update.
+    np.testing.assert_allclose(table["return_mean"], 3.0 * np.arange(1, 26), rtol=1e-6)
+    assert (table["episodes"] == 8).all()
+    np.testing.assert_allclose(table["loss"], np.asarray(metrics["loss"]).mean(0), rtol=1e-6)
+    rows = [json.loads(line) for line in (tmp_path / "p.jsonl").read_text().splitlines()]
+    assert [row["update"] for row in rows] == table["update"].tolist()
+    assert rows[-1]["loss"] == pytest.approx(table["loss"].iloc[-1])
+    assert any(path.name.startswith("events.out") for path in (tmp_path / "tb").iterdir())
+
+
+def test_csv_logger_appends_under_its_header_and_refuses_new_columns(tmp_path):
+    from jaxrl import loggers
+
+    log = loggers.CSVLogger(tmp_path / "p.csv")
+    log.log({"update": 1, "loss": 0.5})
+    log.close()
+    log = loggers.CSVLogger(tmp_path / "p.csv")  # a resumed run
+    log.log({"update": 2, "loss": 0.25})
+    with pytest.raises(ValueError, match=r"columns \['extra'\] are not in its header"):
+        log.log({"update": 3, "loss": 0.1, "extra": 1.0})
+    log.close()
+    assert (tmp_path / "p.csv").read_text().splitlines() == ["update,loss", "1,0.5", "2,0.25"]

@@ -1,0 +1,120 @@
+"""Host-side loggers for the rows ``jaxrl.progress.Progress`` reports during a run.
+
+A row is a flat dict of floats (``update``, ``env_steps``, ``steps_per_second``,
+``episodes``, ``return_mean`` and every metric averaged over the runs), written
+about ``progress.REPORTS`` times per run, so logs stay small whatever the run's
+length. CSV and JSON Lines are built in; TensorBoard (``tensorboardX``) and
+Weights & Biases (``wandb``) are optional extras, imported only when used.
+
+Files are opened for appending: a run resumed from a checkpoint continues its
+log, and the updates between the last checkpoint and the interruption appear
+twice (the later rows are the ones the resumed run trained).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+from typing import Any, Protocol
+
+
+class Logger(Protocol):
+    def log(self, row: dict[str, float]) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class JSONLLogger:
+    """One JSON object per line (NaN written as null)."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "a")  # noqa: SIM115 (closed by close())
+
+    def log(self, row: dict[str, float]) -> None:
+        clean = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
+        self._file.write(json.dumps(clean) + "\n")
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class CSVLogger:
+    """A CSV file whose columns are the first row's keys (a header unless appending to
+    a file that has one); later keys that are new are refused, so columns never shift."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._columns: list[str] | None = None
+        if self.path.exists() and self.path.stat().st_size:
+            with open(self.path) as f:
+                self._columns = next(csv.reader(f))
+        self._file = open(self.path, "a", newline="")  # noqa: SIM115 (closed by close())
+        self._writer: Any = None
+
+    def log(self, row: dict[str, float]) -> None:
+        if self._columns is None:
+            self._columns = list(row)
+            csv.writer(self._file).writerow(self._columns)
+        if self._writer is None:
+            self._writer = csv.DictWriter(self._file, self._columns, restval="")
+        unknown = set(row) - set(self._columns)
+        if unknown:
+            raise ValueError(
+                f"CSVLogger({self.path}): columns {sorted(unknown)} are not in its header "
+                f"{self._columns}"
+            )
+        self._writer.writerow(row)
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class TensorBoardLogger:
+    """Scalars to a TensorBoard event directory, by env steps (needs ``tensorboardX``:
+    ``pip install jaxrl[tensorboard]``)."""
+
+    def __init__(self, logdir: str | Path):
+        try:
+            from tensorboardX import SummaryWriter
+        except ImportError as error:
+            raise ImportError(
+                "TensorBoardLogger needs tensorboardX: pip install 'jaxrl[tensorboard]'"
+            ) from error
+        self._writer = SummaryWriter(str(logdir))
+
+    def log(self, row: dict[str, float]) -> None:
+        step = int(row["env_steps"])
+        for name, value in row.items():
+            if name not in ("update", "env_steps") and not math.isnan(value):
+                self._writer.add_scalar(name, value, step)
+        self._writer.flush()
+
+    def close(self) -> None:
+        self._writer.close()
+
+
+class WandbLogger:
+    """Rows to a Weights & Biases run (needs ``wandb``: ``pip install jaxrl[wandb]``);
+    ``kwargs`` go to ``wandb.init`` (project, name, config, mode="offline", ...)."""
+
+    def __init__(self, **kwargs: Any):
+        try:
+            import wandb
+        except ImportError as error:
+            raise ImportError("WandbLogger needs wandb: pip install 'jaxrl[wandb]'") from error
+        self._run = wandb.init(**kwargs)
+
+    def log(self, row: dict[str, float]) -> None:
+        self._run.log(
+            {k: v for k, v in row.items() if not math.isnan(v)}, step=int(row["env_steps"])
+        )
+
+    def close(self) -> None:
+        self._run.finish()
