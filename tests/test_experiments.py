@@ -128,6 +128,17 @@ def test_bench_tabular_small_run(tmp_path):
     )
 
 
+def test_bench_progress_small_run(tmp_path):
+    cmd = [sys.executable, str(ROOT / "experiments" / "bench_progress.py"), "--out", str(tmp_path)]
+    cmd += ["--num-seeds", "2", "--total-steps", "4096", "--repeats", "1"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["results_identical"] is True
+    assert summary["ratio_to_no_reports"]["no_reports"] == 1.0
+    assert set(summary["run_seconds"]) == {"no_reports", "reports_unwatched", "progress_and_logs"}
+
+
 def test_script_rejects_bad_config_before_compiling(tmp_path):
     cmd = [sys.executable, str(ROOT / "experiments" / "ppo.py"), "--out", str(tmp_path)]
     result = subprocess.run(
