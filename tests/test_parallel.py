@@ -74,6 +74,36 @@ def test_progress_adds_up_the_devices_shares(four_devices):
         assert got == pytest.approx(want, rel=1e-5)
 
 
+SWEEP_CHILD = textwrap.dedent(
+    """
+    import json
+    import numpy as np
+    from jaxrl import sweep
+    from jaxrl.agents import ppo
+
+    config = ppo.PPOConfig(num_envs=4, rollout_len=16, total_steps=4 * 16 * 4)
+    args = (ppo.make_train, config, "GridWorld-Empty-8x8", ppo.PPOHParams(),
+            {"lr": [1e-3, 3e-4]})
+    one = sweep.sweep(*args, num_seeds=4, devices=1)
+    four = sweep.sweep(*args, num_seeds=4, devices=4, batch_size=1)
+    diff = max(float(np.abs(one.curves[k] - four.curves[k]).max()) for k in one.curves)
+    print(json.dumps({"devices": four.info["devices_used"], "max_abs_diff": diff,
+                      "same_rows": one.table[["seed", "lr"]].equals(four.table[["seed", "lr"]])}))
+    """
+)
+
+
+def test_a_sweep_split_over_devices_returns_the_same_runs():
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    result = subprocess.run(
+        [sys.executable, "-c", SWEEP_CHILD], capture_output=True, text=True, env=env, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = json.loads(result.stdout.strip().splitlines()[-1])
+    assert out["devices"] == 4 and out["same_rows"]
+    assert out["max_abs_diff"] < 1e-4
+
+
 def test_device_counts_that_do_not_divide_the_runs_raise():
     with pytest.raises(ValueError, match="devices=3 does not divide the number of runs \\(8\\)"):
         parallel.devices_for(8, 3)
