@@ -57,13 +57,16 @@ def build(config, env, params, num_seeds: int, reports: bool):
         progress._report = original
 
 
-def timed(fn, repeats: int) -> float:
-    times = []
+def timed(fns: dict, repeats: int) -> dict[str, float]:
+    """Median seconds of each function, the runs interleaved (ABCABC...) so that a busy
+    spell of a shared machine falls on every build alike."""
+    times: dict[str, list[float]] = {name: [] for name in fns}
     for _ in range(repeats):
-        start = time.perf_counter()
-        jax.block_until_ready(fn())
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            jax.block_until_ready(fn())
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
 
 
 def main(args: Args) -> dict:
@@ -72,10 +75,6 @@ def main(args: Args) -> dict:
     hp = ppo.PPOHParams()
     bare, keys = build(config, env, params, args.num_seeds, reports=False)
     shipped, _ = build(config, env, params, args.num_seeds, reports=True)
-    seconds = {
-        "no_reports": timed(lambda: bare(keys, hp), args.repeats),
-        "reports_unwatched": timed(lambda: shipped(keys, hp), args.repeats),
-    }
 
     def watched():
         with tempfile.TemporaryDirectory() as tmp:
@@ -90,7 +89,12 @@ def main(args: Args) -> dict:
                 log.close()
             return result
 
-    seconds["progress_and_logs"] = timed(watched, args.repeats)
+    builds = {
+        "no_reports": lambda: bare(keys, hp),
+        "reports_unwatched": lambda: shipped(keys, hp),
+        "progress_and_logs": watched,
+    }
+    seconds = timed(builds, args.repeats)
     # Reporting must change nothing but the time: the builds' results are identical.
     same = all(
         bool((a == b).all())
