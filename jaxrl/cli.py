@@ -129,7 +129,8 @@ class SweepFlags:
     out: Path
     """Directory for runs.csv, curves.npz, summary.json and sweep.png."""
     grid: tuple[str, ...] = ()
-    """Hyperparameters to sweep, as name=v1,v2,... (repeat the flag for more names)."""
+    """Hyperparameters to sweep, as name=v1,v2,...; several names after one flag:
+    --grid lr=1e-3,3e-4 ent_coef=0,0.01."""
     env_grid: tuple[str, ...] = ()
     """Env params to sweep, as name=v1,v2,... (crossed with --grid)."""
     num_seeds: int = 4
