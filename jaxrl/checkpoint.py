@@ -305,8 +305,10 @@ def train_in_chunks(
         compile_seconds += time.perf_counter() - start
         state = init(keys, hparams)
     info = ChunkedRun(done, 0.0, 0.0)
-    # Compile every chunk size this call needs (at most two) before the clock starts.
-    for size in {min(chunk, until - done), (until - done) % chunk} - {0}:
+    # Compile every chunk size this call needs (at most two) before the clock starts;
+    # none when the restored checkpoint is already at (or past) ``until``.
+    remaining = max(0, until - done)
+    for size in {min(chunk, remaining), remaining % chunk} - {0}:
         chunk_fn(size)
     if on_compiled is not None:
         on_compiled(compile_seconds)

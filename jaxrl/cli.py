@@ -133,6 +133,8 @@ class SweepFlags:
     --grid lr=1e-3,3e-4 ent_coef=0,0.01."""
     env_grid: tuple[str, ...] = ()
     """Env params to sweep, as name=v1,v2,... (crossed with --grid)."""
+    env_param: tuple[str, ...] = ()
+    """Env params held fixed for every run, as name=value (e.g. slip=0.2)."""
     num_seeds: int = 4
     """Seeds per grid point."""
     seed: int = 0
@@ -176,6 +178,7 @@ def sweep(name: str, argv: list[str]) -> Any:
         module.make_train, args.config, args.env, args.hparams, grid, args.num_seeds, args.seed,
         env_grid, args.batch_size, args.devices,
         module.make_policy if args.eval_episodes else None, max(args.eval_episodes, 1),
+        experiment.parse_env_params(args.env_param),
     )  # fmt: skip
     result.save(args.out)
     swept = [*env_grid, *grid]

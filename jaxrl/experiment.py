@@ -206,6 +206,11 @@ def run(
             f"{out} already holds this run, complete ({latest} updates); choose another "
             "--out, or delete its checkpoints to train again"
         )
+    if latest is not None and stop_after is not None and latest >= stop_after:
+        raise ValueError(
+            f"stop_after={stop_after} is already reached: {out} holds update {latest}; "
+            "raise --stop-after, or leave it out to finish the run"
+        )
     if latest is not None:
         print(f"resuming from the checkpoint at update {latest}")
     print(

@@ -107,6 +107,7 @@ def sweep(
     devices: int | None = 1,
     make_policy: Callable | None = None,
     eval_episodes: int = 16,
+    env_overrides: dict[str, Any] | None = None,
 ) -> SweepResult:
     """Train ``num_seeds`` seeds at every point of ``grid`` x ``env_grid`` in one call.
 
@@ -123,6 +124,7 @@ def sweep(
         devices: local devices to split the runs over (None: the most that divide them).
         make_policy: the agent's ``make_policy``; if given, every run's final policy is
             evaluated greedily on ``eval_episodes`` episodes (the same keys for all).
+        env_overrides: env params fixed for every run (not swept, not traced).
 
     Returns:
         ``SweepResult`` with the table, the learning curves and timings.
@@ -132,7 +134,8 @@ def sweep(
     if num_seeds < 1:
         raise ValueError(f"num_seeds={num_seeds} is not allowed; it must be >= 1")
     # Each env point is built (and validated) by envs.make before anything compiles.
-    built = [envs.make(env_name, **row) for row in env_rows]
+    fixed = env_overrides or {}
+    built = [envs.make(env_name, **(fixed | row)) for row in env_rows]
     env = built[0][0]
     env_params = jax.tree.map(lambda *xs: jnp.stack(xs), *(params for _, params in built))
     stacked = stack_hparams(hparams, hp_rows)
@@ -155,7 +158,7 @@ def sweep(
     run_hparams = jax.tree.map(lambda x: x[hp_index], stacked)
     # Unswept env params stay constants of the compiled call (fewer traced values).
     run_env_params = jax.tree.map(lambda x: x[env_index], env_params) if env_grid else None
-    eval_env = envs.make(env_name, autoreset=False)[0] if make_policy else None
+    eval_env = envs.make(env_name, autoreset=False, **fixed)[0] if make_policy else None
     eval_key = jax.random.key(seed + 1)
 
     static_params = None if env_grid else built[0][1]
@@ -199,6 +202,7 @@ def sweep(
         "env": env_name,
         "grid": grid or {},
         "env_grid": env_grid or {},
+        "env_overrides": fixed,
         "num_seeds": num_seeds,
         "num_runs": num_runs,
         "batch_size": batch_size or per_device,

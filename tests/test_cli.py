@@ -76,6 +76,8 @@ def test_a_stopped_run_resumes_and_a_finished_one_is_not_overwritten(run_dir, tm
     flags = ["train", "ppo", *TRAIN, "--out", str(out), "--lr", "1e-3", "--checkpoint-every", "4"]
     first = cli.run([*flags, "--stop-after", "4"])
     assert not first["complete"] and first["updates_done"] == 4
+    with pytest.raises(ValueError, match="stop_after=4 is already reached"):
+        cli.run([*flags, "--stop-after", "4"])
     second = cli.run(flags)
     assert second["complete"] and second["resumed_from_update"] == 4
     # Resumed in chunks, it ends where the one-call run of the fixture ended.
@@ -97,9 +99,10 @@ def test_sweep_writes_a_table_summary_and_plot(tmp_path):
     out = tmp_path / "sweep"
     summary = cli.run(
         ["sweep", "ppo", *TRAIN, "--grid", "lr=1e-3,3e-4", "--eval-episodes", "4",
-         "--out", str(out)]
+         "--env-param", "slip=0.1", "--out", str(out)]
     )  # fmt: skip
     assert [p["lr"] for p in summary["points"]] == [1e-3, 3e-4]
+    assert summary["env_overrides"] == {"slip": 0.1}
     assert all(p["mean_ci95"][0] <= p["mean"] <= p["mean_ci95"][1] for p in summary["points"])
     assert {"runs.csv", "curves.npz", "summary.json", "sweep.png"} <= {
         p.name for p in out.iterdir()

@@ -16,6 +16,7 @@ ENV = "GridWorld-Empty-8x8"
 CONFIG = ppo.PPOConfig(num_envs=4, rollout_len=16, total_steps=4 * 16 * 8)
 GRID = {"lr": [1e-3, 3e-4], "ent_coef": [0.0, 0.05]}
 ENV_GRID = {"slip": [0.0, 0.3]}
+FIXED = {"step_cost": 0.05}  # held for every run, not swept
 
 
 @pytest.fixture(scope="module")
@@ -23,13 +24,13 @@ def result():
     # 2 slips x 4 grid points x 2 seeds = 16 runs in batches of 3 (the last batch short).
     return sweep.sweep(
         ppo.make_train, CONFIG, ENV, ppo.PPOHParams(), GRID, num_seeds=2, env_grid=ENV_GRID,
-        batch_size=3, make_policy=ppo.make_policy, eval_episodes=8,
+        batch_size=3, make_policy=ppo.make_policy, eval_episodes=8, env_overrides=FIXED,
     )  # fmt: skip
 
 
 def standalone(slip, lr, ent_coef):
     """The same runs trained directly: both seeds vmapped, with the sweep's seed keys."""
-    env, params = envs.make(ENV, slip=slip)
+    env, params = envs.make(ENV, slip=slip, **FIXED)
     train = ppo.make_train(CONFIG, env, params)
     hparams = ppo.PPOHParams(lr=lr, ent_coef=ent_coef)
     keys = jax.random.split(jax.random.key(0), 2)
@@ -71,6 +72,7 @@ def test_save_writes_the_table_curves_and_what_was_swept(result, tmp_path):
     assert np.load(tmp_path / "curves.npz")["episodes"].shape == (16, CONFIG.num_updates)
     info = json.loads((tmp_path / "sweep.json").read_text())
     assert info["grid"] == GRID and info["num_runs"] == 16 and info["batch_size"] == 3
+    assert info["env_overrides"] == FIXED
     # Seeds x tasks matrix per learning rate for the statistics module.
     for _, group in table.groupby("lr"):
         scores = group.pivot_table(index="seed", columns=["slip", "ent_coef"], values="eval_return")
@@ -87,6 +89,7 @@ def test_save_writes_the_table_curves_and_what_was_swept(result, tmp_path):
         ({"env_grid": {"slip": [0.1, 2.0]}}, "slip"),
         ({"batch_size": 0}, r"batch_size=0 is not allowed; it must be in \[1, 2\]"),
         ({"num_seeds": 0}, "num_seeds=0"),
+        ({"env_overrides": {"step_cost": -1.0}}, "step_cost"),
         ({"devices": 3}, "devices=3 does not divide"),
     ],
 )
