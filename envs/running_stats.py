@@ -37,15 +37,25 @@ def merge(a: RunningStats, b: RunningStats) -> RunningStats:
     return RunningStats(mean, m2 / count, count)
 
 
-def update(stats: RunningStats, batch: jax.Array) -> RunningStats:
-    """Add samples ``batch[..., *shape]``; all leading axes are sample axes."""
+def update(stats: RunningStats, batch: jax.Array, axis_name: str | None = None) -> RunningStats:
+    """Add samples ``batch[..., *shape]``; all leading axes are sample axes.
+
+    With ``axis_name`` (inside ``jax.shard_map``), every device holds an equal
+    share of the samples and all get the statistics of the whole batch: the
+    shares' means and variances are averaged across the axis (exact for equal
+    shares: the batch variance is the mean of the shares' variances plus the
+    variance of their means).
+    """
     batch = jnp.asarray(batch, jnp.float32)
     feature_ndim = stats.mean.ndim
     flat = batch.reshape((-1,) + batch.shape[batch.ndim - feature_ndim :])
-    sample = RunningStats(
-        flat.mean(axis=0), flat.var(axis=0), jnp.asarray(flat.shape[0], jnp.float32)
-    )
-    return merge(stats, sample)
+    mean, var, count = flat.mean(axis=0), flat.var(axis=0), jnp.float32(flat.shape[0])
+    if axis_name is not None:
+        share_mean = mean
+        mean = jax.lax.pmean(share_mean, axis_name)
+        var = jax.lax.pmean(var + jnp.square(share_mean - mean), axis_name)
+        count = jax.lax.psum(count, axis_name)
+    return merge(stats, RunningStats(mean, var, count))
 
 
 def normalize(

@@ -14,6 +14,11 @@ This is the exact variant of the "optimistic reset" of Craftax (Matthews et
 al., 2024), which shares reset states when too many episodes end at once.
 
 ``info["final_obs"]`` holds the pre-reset observation as with ``AutoReset``.
+
+Every env draws from its own keys (a step key and a reset key per step), so an
+env's trajectory does not depend on which other envs share its batch: a batch
+split over devices (``jaxrl.parallel.EnvShards``) steps exactly like the whole
+batch on one device, given each device its rows of the same keys.
 An env that already contains ``AutoReset`` (``envs.make``'s default) is simply
 stepped under ``vmap``: it resets itself, and ``max_resets`` must be None.
 """
@@ -66,8 +71,9 @@ class VecEnv:
         return self.env.action_space(params)
 
     def reset(self, key: jax.Array, params: Any) -> tuple[Any, TimeStep]:
-        """Batched reset; ``info["final_obs"]`` equals ``obs``."""
-        keys = jax.random.split(key, self.num_envs)
+        """Batched reset from one key, or from ``num_envs`` keys (one per env);
+        ``info["final_obs"]`` equals ``obs``."""
+        keys = key if key.shape else jax.random.split(key, self.num_envs)
         state, ts = jax.vmap(self.env.reset, in_axes=(0, None))(keys, params)
         if self.self_resetting:
             return state, ts
@@ -76,10 +82,11 @@ class VecEnv:
     def step(self, key: jax.Array, state: Any, action: Any, params: Any) -> tuple[Any, TimeStep]:
         """Step every env with its action (leading axis ``num_envs``) and reset finished ones.
 
-        ``key`` is one key, or ``num_envs + 1`` keys (one per env, then the reset
-        key) split in bulk beforehand, e.g. for a whole rollout at once."""
-        keys = key if key.shape else jax.random.split(key, self.num_envs + 1)
-        step_keys, reset_key = keys[: self.num_envs], keys[self.num_envs]
+        ``key`` is one key, or keys ``[num_envs, 2]`` (per env: its step key and the
+        key of its reset, used if its episode ends) split in bulk beforehand, e.g.
+        for a whole rollout at once."""
+        keys = key if key.shape else jax.random.split(key, (self.num_envs, 2))
+        step_keys, reset_keys = keys[:, 0], keys[:, 1]
         state, ts = jax.vmap(self.env.step, in_axes=(0, 0, 0, None))(
             step_keys, state, action, params
         )
@@ -90,31 +97,31 @@ class VecEnv:
         if self.max_resets is None or self.max_resets == self.num_envs:
             # Skipped outright when no episode ended (a select under an outer vmap).
             state, obs = jax.lax.cond(
-                done.any(), self._reset_all, lambda *args: args[2], reset_key, done, carry, params
+                done.any(), self._reset_all, lambda *args: args[2], reset_keys, done, carry, params
             )
         else:
             state, obs = jax.lax.cond(
                 done.sum() > self.max_resets,
                 self._reset_all,
                 self._reset_some,
-                reset_key,
+                reset_keys,
                 done,
                 carry,
                 params,
             )
         return state, ts._replace(obs=obs, info={**ts.info, "final_obs": ts.obs})
 
-    def _reset_all(self, key, done, carry, params):
-        fresh = jax.vmap(self.env.reset, in_axes=(0, None))(
-            jax.random.split(key, self.num_envs), params
-        )
+    def _reset_all(self, keys, done, carry, params):
+        fresh = jax.vmap(self.env.reset, in_axes=(0, None))(keys, params)
         fresh = (fresh[0], fresh[1].obs)
         return jax.tree.map(lambda new, old: _where_batch(done, new, old), fresh, carry)
 
-    def _reset_some(self, key, done, carry, params):
+    def _reset_some(self, keys, done, carry, params):
         (index,) = jnp.nonzero(done, size=self.max_resets, fill_value=self.num_envs)
+        # Each finished env resets from its own key, as in _reset_all: the branch
+        # taken never changes the result. Unused slots read a clamped key.
         state, ts = jax.vmap(self.env.reset, in_axes=(0, None))(
-            jax.random.split(key, self.max_resets), params
+            keys[jnp.minimum(index, self.num_envs - 1)], params
         )
         # Index num_envs is out of bounds: those rows (unused slots) are dropped.
         return jax.tree.map(

@@ -37,6 +37,7 @@ import orbax.checkpoint as ocp
 
 import jaxrl
 from jaxrl import parallel
+from jaxrl.config import PLACEMENT_FIELDS
 from jaxrl.training import Trainer
 
 
@@ -59,6 +60,24 @@ def _saveable(tree: Any) -> Any:
         return None if x.size == 0 else x
 
     return jax.tree.map(leaf, tree)
+
+
+def _restore_target(like: Any) -> Any:
+    """``_saveable(like)`` as ``ShapeDtypeStruct``s with ``like``'s own shardings, so that each
+    process reads the shards it holds (``jax.eval_shape`` alone turns a mesh into an
+    ``AbstractMesh``, which orbax cannot place arrays on). A leaf without a concrete
+    sharding gets none, and orbax uses the sharding the checkpoint was saved with."""
+
+    def leaf(saved, x):
+        if saved is None:
+            return None
+        sharding = getattr(x, "sharding", None)
+        if isinstance(getattr(sharding, "mesh", None), jax.sharding.AbstractMesh):
+            sharding = None
+        return jax.ShapeDtypeStruct(saved.shape, saved.dtype, sharding=sharding)
+
+    abstract = jax.eval_shape(_saveable, like)
+    return jax.tree.map(leaf, abstract, like, is_leaf=lambda x: x is None)
 
 
 def _unsaveable(restored: Any, like: Any) -> Any:
@@ -96,12 +115,14 @@ def run_identity(
     num_runs: int,
     seed: int | None = None,
 ) -> dict[str, Any]:
-    """What a checkpoint must agree with to be resumed: everything that shapes the run."""
+    """What a checkpoint must agree with to be resumed: everything that shapes the run,
+    not where it trains (``PLACEMENT_FIELDS`` such as ``num_devices``: a run saved on
+    one device resumes on four and back)."""
     return {
         "algo": algo,
         "env": env_name,
         "env_params": _jsonable(env_params),
-        "config": _jsonable(config),
+        "config": {k: v for k, v in _jsonable(config).items() if k not in PLACEMENT_FIELDS},
         "hparams": _jsonable(hparams),
         "num_runs": num_runs,
         "seed": seed,
@@ -207,11 +228,11 @@ class Checkpoints:
         if update is None:
             raise ValueError(f"no checkpoint to restore in {self.directory}")
         self.check(self.metadata(update))
-        abstract = jax.eval_shape(_saveable, like)
         restored = self._manager.restore(
             update,
             args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract), logged=ocp.args.StandardRestore()
+                state=ocp.args.StandardRestore(_restore_target(like)),
+                logged=ocp.args.StandardRestore(),
             ),
         )
         state = _unsaveable(restored.state, like)
@@ -278,17 +299,33 @@ def train_in_chunks(
             "so that every logged interval lies within one chunk"
         )
     num_runs = len(keys)
-    init = parallel.shard_runs(trainer.init, num_runs, (0, hparams_axis), devices)
-    like = jax.eval_shape(init, keys, hparams)
-    compile_seconds = 0.0
+    if trainer.split and devices not in (None, 1):
+        raise ValueError(
+            f"devices={devices} is not allowed: each run's envs are already split over "
+            f"num_devices={trainer.num_devices} devices, so the runs are not split further"
+        )
+
+    def mapped(fn, axes):
+        """``jit(vmap(fn))``, the runs split over ``devices`` unless each run is split."""
+        if trainer.split:
+            return jax.jit(jax.vmap(fn, in_axes=axes))
+        return parallel.shard_runs(fn, num_runs, axes, devices)
+
+    start = time.perf_counter()
+    init = mapped(trainer.start, (0, hparams_axis)).lower(keys, hparams).compile()
+    compile_seconds = time.perf_counter() - start
+    # The state's shapes with the shardings this run uses: a checkpoint restores into
+    # them whatever the layout it was saved from (1 device or 4, one host or several).
+    like = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), init.out_info
+    )
     compiled: dict[int, Any] = {}
 
     def chunk_fn(size: int):
         nonlocal compile_seconds
         if size not in compiled:
             start = time.perf_counter()
-            axes = (0, hparams_axis, None)
-            fn = parallel.shard_runs(trainer.chunk(size), num_runs, axes, devices)
+            fn = mapped(trainer.chunk(size), (0, hparams_axis, None))
             compiled[size] = fn.lower(like, hparams, jnp.int32(0)).compile()
             compile_seconds += time.perf_counter() - start
         return compiled[size]
@@ -298,12 +335,7 @@ def train_in_chunks(
         done, state, restored = checkpoints.restore(like)
         metrics = {k: [np.asarray(v)] for k, v in restored.items()}
     else:
-        done, state = 0, None
-    if state is None:
-        start = time.perf_counter()
-        init = init.lower(keys, hparams).compile()
-        compile_seconds += time.perf_counter() - start
-        state = init(keys, hparams)
+        done, state = 0, init(keys, hparams)
     info = ChunkedRun(done, 0.0, 0.0)
     # Compile every chunk size this call needs (at most two) before the clock starts;
     # none when the restored checkpoint is already at (or past) ``until``.

@@ -284,11 +284,17 @@ def load_run(run_dir: Path):
         raise ValueError(f"{run_dir} holds a {name!r} run; jaxrl eval knows {sorted(ALGOS)}")
     module, config_cls, hparams_cls, _ = ALGOS[name].load()
     config = _rebuild(config_cls, summary["config"])
+    if getattr(config, "num_devices", 1) > 1:  # where it trained; restored onto one device
+        config = dataclasses.replace(config, num_devices=1)
     hparams = hparams_cls(**summary["hparams"])
     env, env_params = envs.make(summary["env"], **summary.get("env_overrides", {}))
     trainer = module.make_train(config, env, env_params)
     keys = jax.random.split(jax.random.key(summary["seed"]), summary["num_seeds"])
-    like = jax.eval_shape(jax.vmap(trainer.init, in_axes=(0, None)), keys, hparams)
+    one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    like = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=one),
+        jax.eval_shape(jax.vmap(trainer.init, in_axes=(0, None)), keys, hparams),
+    )
     identity = checkpoint.run_identity(
         name, summary["env"], env_params, config, hparams, summary["num_seeds"], summary["seed"]
     )

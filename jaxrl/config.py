@@ -119,6 +119,8 @@ class StepsConfig:
                 f"{owner}.total_steps={self.total_steps} is less than one rollout "
                 f"(num_envs * rollout_len = {self.batch_size})"
             )
+        if isinstance(self, SplitEnvs):
+            self.check_devices()
 
     def check(self) -> None:
         """The subclass's own checks (override)."""
@@ -139,6 +141,45 @@ class StepsConfig:
     @property
     def num_updates(self) -> int:
         return self.total_steps // self.batch_size
+
+
+@dataclasses.dataclass(frozen=True)
+class SplitEnvs:
+    """The field of agents that can split each run's envs over devices (data
+    parallel, ``jaxrl.parallel.EnvShards``); mixed into their config."""
+
+    num_devices: int = 1
+    """Devices each run's envs are split over (data parallel); must divide num_envs."""
+
+    def check_devices(self) -> None:
+        owner = type(self).__name__
+        check_positive(owner, num_devices=self.num_devices)
+        if self.num_envs % self.num_devices:
+            raise ValueError(
+                f"{owner}.num_devices={self.num_devices} does not divide "
+                f"num_envs={self.num_envs}; each device steps an equal share of the envs"
+            )
+        share = self.num_envs // self.num_devices
+        if self.max_resets is not None and self.max_resets > share:
+            raise ValueError(
+                f"{owner}.max_resets={self.max_resets} is not allowed with "
+                f"num_devices={self.num_devices}; it applies per device and must be in "
+                f"[1, num_envs / num_devices = {share}]"
+            )
+
+    def check_minibatch_split(self, minibatch_samples: int, what: str) -> None:
+        """Each device computes an equal part of every minibatch: ``num_devices``
+        must divide its ``minibatch_samples`` (described as ``what``)."""
+        if minibatch_samples % self.num_devices:
+            raise ValueError(
+                f"{type(self).__name__}.num_devices={self.num_devices} does not divide the "
+                f"{minibatch_samples} {what} of a minibatch; each device takes an equal part"
+            )
+
+
+PLACEMENT_FIELDS = ("num_devices",)
+"""Config fields that say where a run trains, not what it computes: a checkpoint
+restores across them (``jaxrl.checkpoint.run_identity`` leaves them out)."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -2,7 +2,10 @@
 
 Each has ``sample(key)``, ``log_prob(x)``, ``entropy()`` and ``mode()``; batch
 dimensions broadcast as in ``jax.numpy``, the event dimension of the Gaussians
-is the last axis (log-probs and entropies sum over it).
+is the last axis (log-probs and entropies sum over it). ``sample`` takes one key,
+or a key per batch row (``keys [N]`` for a batch ``[N, ...]``, as rollouts pass
+one per env): then each row's sample depends on its own key only, whatever the
+rest of the batch (see ``draw``).
 
 Why not distrax: it pulls TensorFlow Probability (``tfp-nightly``) into every
 install, and the tanh-Gaussian needs a log-probability that stays finite at the
@@ -14,6 +17,7 @@ computes it from the pre-squash sample, the stable form from Haarnoja et al.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import jax
@@ -22,11 +26,27 @@ import jax.numpy as jnp
 _LOG_2PI = math.log(2 * math.pi)
 
 
+def draw(sampler: Callable[..., jax.Array], key: jax.Array, shape: tuple[int, ...], *args):
+    """``sampler(key, shape, *args)`` (e.g. ``jax.random.normal``) with one key, or with
+    keys ``[*lead]`` whose shape leads ``shape``: each row ``i`` is then
+    ``sampler(key[i], shape[len(lead):], *args)``."""
+    lead = jnp.shape(key)
+    if not lead:
+        return sampler(key, shape, *args)
+    if tuple(shape[: len(lead)]) != lead:
+        raise ValueError(f"draw: keys of shape {lead} do not lead the sample shape {shape}")
+    flat = jnp.reshape(key, (-1,))
+    rows = jax.vmap(lambda k: sampler(k, tuple(shape[len(lead) :]), *args))(flat)
+    return rows.reshape(shape)
+
+
 class Categorical(NamedTuple):
     logits: jax.Array  # [..., num_actions]
 
     def sample(self, key: jax.Array) -> jax.Array:
-        return jax.random.categorical(key, self.logits).astype(jnp.int32)
+        # jax.random.categorical's Gumbel-max, with per-row keys allowed
+        noise = draw(jax.random.gumbel, key, jnp.shape(self.logits), jnp.result_type(self.logits))
+        return jnp.argmax(self.logits + noise, axis=-1).astype(jnp.int32)
 
     def log_prob(self, action: jax.Array) -> jax.Array:
         log_p = jax.nn.log_softmax(self.logits)
@@ -54,7 +74,7 @@ class DiagGaussian(NamedTuple):
     log_std: jax.Array  # broadcastable to mean
 
     def sample(self, key: jax.Array) -> jax.Array:
-        noise = jax.random.normal(key, jnp.shape(self.mean), jnp.result_type(self.mean))
+        noise = draw(jax.random.normal, key, jnp.shape(self.mean), jnp.result_type(self.mean))
         return self.mean + jnp.exp(self.log_std) * noise
 
     def log_prob(self, x: jax.Array) -> jax.Array:

@@ -170,23 +170,33 @@ def run(
     in all (say, before a job's time limit), with a summary marked incomplete.
     ``log_every`` keeps one row of metrics per that many updates. Progress rows go to
     ``out/progress.csv`` and ``progress.jsonl``, and with ``tensorboard`` to
-    ``out/tensorboard``, with ``wandb_project`` to Weights & Biases.
+    ``out/tensorboard``, with ``wandb_project`` to Weights & Biases (local files in
+    ``out/wandb``; ``WANDB_MODE=offline`` keeps them there).
 
     With ``make_policy`` (an agent's ``make_policy(config, env, env_params, state,
     deterministic)`` returning ``act(key, obs)``), each seed's final policy is then
     evaluated greedily on ``eval_episodes`` episodes, the same eval keys for every seed.
     The seeds are split over ``devices`` local devices (``jaxrl.parallel``; None: the
-    most that divide ``num_seeds``). ``steps_per_update`` None: ``update_steps``.
+    most that divide ``num_seeds``), unless the config splits each run's envs over
+    ``num_devices`` devices (data parallel), which then train every seed together.
+    ``steps_per_update`` None: ``update_steps``.
     ``extra_summary(summary, config, env, env_params, final_state, hparams) -> dict``
     adds algorithm-specific fields to ``summary.json`` (``summary`` holds the common
     fields; ``final_state`` has a leading seed axis).
     """
     if num_seeds < 1:
         raise ValueError(f"num_seeds={num_seeds} is not allowed; it must be >= 1")
-    devices = parallel.devices_for(num_seeds, devices)
     hparams.validate()
     env, env_params = envs.make(env_name, **(env_overrides or {}))
     train = dataclasses.replace(make_train(config, env, env_params), log_every=log_every)
+    per_run = train.num_devices  # > 1: each run's envs are split over devices
+    if per_run > 1 and devices not in (None, 1):
+        raise ValueError(
+            f"devices={devices} is not allowed with num_devices={per_run}: each run's envs "
+            "are split over num_devices devices and the seeds are not split further; "
+            "leave --devices out"
+        )
+    devices = 1 if per_run > 1 else parallel.devices_for(num_seeds, devices)
     if steps_per_update is None:
         steps_per_update = update_steps(config, env, env_params)
     keys = jax.random.split(jax.random.key(seed), num_seeds)
@@ -215,15 +225,19 @@ def run(
         print(f"resuming from the checkpoint at update {latest}")
     print(
         f"{algo} on {env_name}: {num_seeds} seeds x {steps:,} steps on "
-        f"{devices} {jax.default_backend()} device(s), compiling ..."
+        f"{devices * per_run} {jax.default_backend()} device(s), compiling ..."
     )
     out.mkdir(parents=True, exist_ok=True)
     logs = [loggers.CSVLogger(out / "progress.csv"), loggers.JSONLLogger(out / "progress.jsonl")]
     if tensorboard:
         logs.append(loggers.TensorBoardLogger(out / "tensorboard"))
     if wandb_project:
-        wandb_config = {"algo": algo, "env": env_name, "config": dataclasses.asdict(config)}
-        logs.append(loggers.WandbLogger(project=wandb_project, config=wandb_config))
+        wandb_config = {
+            "algo": algo, "env": env_name, "env_overrides": env_overrides or {},
+            "num_seeds": num_seeds, "seed": seed, "config": dataclasses.asdict(config),
+            "hparams": {k: float(v) for k, v in hparams._asdict().items()},
+        }  # fmt: skip
+        logs.append(loggers.WandbLogger(project=wandb_project, config=wandb_config, dir=out))
     bar = Progress(
         config.num_updates, steps_per_update, num_seeds, f"{algo} {env_name}", loggers=logs
     )
@@ -291,7 +305,9 @@ def run(
         "run_seconds": run_seconds,
         "env_steps_per_second": rate,
         **machine(),
-        "devices_used": devices,
+        "devices_used": devices * per_run,
+        "devices_per_run": per_run,
+        "processes": jax.process_count(),
         "config": dataclasses.asdict(config),
         "hparams": {k: float(v) for k, v in hparams._asdict().items()},
     }
@@ -313,7 +329,8 @@ class RunArgs:
     seed: int = 0
     """Seed of the first key; seeds are split from it."""
     devices: int | None = None
-    """Local devices to split the seeds over; None: the most that divide num_seeds."""
+    """Local devices to split the seeds over (each trains whole runs); None: the most
+    that divide num_seeds. To split each run's envs instead, see --num-devices."""
     env_param: tuple[str, ...] = ()
     """Env params to override, as name=value (e.g. slip=0.2), validated by the env."""
     checkpoint_every: int | None = None

@@ -15,6 +15,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from jaxrl.distributions import draw
+
 
 def argmax_random_ties(key: jax.Array, scores: jax.Array) -> jax.Array:
     """int32 argmax of ``scores [..., A]``, uniformly among tied maxima.
@@ -36,7 +38,10 @@ def epsilon_greedy(
     key: jax.Array, q: jax.Array, eps: jax.Array | float, random_ties: bool = False
 ) -> jax.Array:
     """Argmax of ``q [..., A]``, replaced by a uniform action with probability ``eps``;
-    ``random_ties`` breaks ties at random (``argmax_random_ties``) rather than by index."""
+    ``random_ties`` breaks ties at random (``argmax_random_ties``) rather than by index.
+    ``key`` is one key, or one per row of ``q`` (``[N]`` for ``q [N, A]``)."""
+    if jnp.ndim(key):
+        return jax.vmap(lambda k, row: epsilon_greedy(k, row, eps, random_ties))(key, q)
     if random_ties:
         key, tie_key = jax.random.split(key)
         greedy = argmax_random_ties(tie_key, q)
@@ -56,10 +61,11 @@ def linear_epsilon(hp: Any, env_steps: jax.Array, total_steps: int) -> jax.Array
 
 def uniform_actions(key: jax.Array, num: int, num_actions: int | None, dim: int) -> jax.Array:
     """``num`` uniformly random actions: ints in ``[0, num_actions)``, or (``num_actions``
-    None) vectors in ``[-1, 1]^dim``; what off-policy agents take before learning starts."""
+    None) vectors in ``[-1, 1]^dim``; what off-policy agents take before learning starts.
+    ``key`` is one key or one per action (``[num]``)."""
     if num_actions is not None:
-        return jax.random.randint(key, (num,), 0, num_actions)
-    return jax.random.uniform(key, (num, dim), minval=-1.0, maxval=1.0)
+        return draw(jax.random.randint, key, (num,), 0, num_actions)
+    return draw(jax.random.uniform, key, (num, dim), jnp.float32, -1.0, 1.0)
 
 
 def q_policy(network: Any, params: Any, eps: float):

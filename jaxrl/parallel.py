@@ -1,4 +1,5 @@
-"""Independent runs (seeds, hyperparameter rows) spread over devices.
+"""Independent runs (seeds, hyperparameter rows) spread over devices, and one run's
+parallel environments split over devices (data parallel).
 
 ``shard_runs(train)`` is ``jit(vmap(train))`` whose mapped arguments have their
 leading (run) axis split over a one-dimensional device mesh with
@@ -10,10 +11,24 @@ On a CPU host, forcing one XLA device per core
 (``XLA_FLAGS=--xla_force_host_platform_device_count=<cores>``, set before jax is
 imported) runs the shares on separate cores: XLA:CPU otherwise keeps a vmapped
 run of small networks on about one core.
+
+``EnvShards`` is the other split: one run (PPO, PQN, DQN, A2C with
+``num_devices > 1``) whose ``num_envs`` environments are divided over the
+devices of a one-axis mesh (``"envs"``) with ``jax.shard_map``. Each device
+steps its rows of the batch; gradients, normaliser statistics and logged
+metrics are averaged (``lax.pmean``) so parameters stay identical everywhere.
+Randomness is drawn per env (each env's row of keys split from the run's key,
+see ``EnvShards.keys``), so the split run is the same run as on one device;
+PPO and PQN, whose minibatches mix samples of every env, gather the rollout
+(one ``all_gather`` per update) and give each device its part of every
+minibatch, which makes them equal to the one-device run up to float rounding.
+The mesh spans ``jax.devices()``: on several hosts (``jaxrl.distributed``) the
+same code splits the envs over every host's devices.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -22,6 +37,7 @@ import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 AXIS = "runs"
+ENVS = "envs"
 
 
 def runs_mesh(num_devices: int | None = None) -> Mesh:
@@ -75,4 +91,121 @@ def shard_runs(
     mesh = runs_mesh(devices_for(num_runs, num_devices))
     split, shared = NamedSharding(mesh, PartitionSpec(AXIS)), NamedSharding(mesh, PartitionSpec())
     shardings = tuple(shared if axis is None else split for axis in in_axes)
-    return jax.jit(jax.vmap(train, in_axes=tuple(in_axes)), in_shardings=shardings)
+    return jax.jit(
+        jax.vmap(train, in_axes=tuple(in_axes)), in_shardings=shardings, out_shardings=split
+    )
+
+
+def envs_mesh(num_devices: int) -> Mesh:
+    """A one-axis mesh (``"envs"``) over the first ``num_devices`` of ``jax.devices()``
+    (every process's devices when several hosts run together)."""
+    devices = jax.devices()
+    if not 1 <= num_devices <= len(devices):
+        raise ValueError(
+            f"num_devices={num_devices} is not allowed; it must be in [1, {len(devices)}], "
+            f"the devices available ({jax.default_backend()}, {jax.process_count()} process(es))"
+        )
+    return Mesh(np.asarray(devices[:num_devices]), (ENVS,))
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvShards:
+    """The parallel envs of one run, split into equal shares over ``num_devices``.
+
+    Agents call these helpers in their per-device code (which runs under
+    ``jax.shard_map`` over ``envs_mesh`` when ``num_devices > 1``); with one device
+    every helper is the identity, so the same agent code serves both.
+
+    Attributes:
+        num_envs: envs of the whole run.
+        num_devices: devices sharing them; must divide ``num_envs``.
+    """
+
+    num_envs: int
+    num_devices: int = 1
+
+    def __post_init__(self):
+        if self.num_devices < 1 or self.num_envs % self.num_devices:
+            raise ValueError(
+                f"num_devices={self.num_devices} is not allowed; it must be >= 1 and divide "
+                f"num_envs={self.num_envs} (each device steps an equal share of the envs)"
+            )
+
+    @property
+    def local_envs(self) -> int:
+        """Envs stepped by each device."""
+        return self.num_envs // self.num_devices
+
+    @property
+    def axis_name(self) -> str | None:
+        """The mesh axis of the split, None on one device."""
+        return ENVS if self.num_devices > 1 else None
+
+    def local(self, x: jax.Array, axis: int = 0) -> jax.Array:
+        """This device's rows of ``x``, whose ``axis`` runs over all ``num_envs`` envs."""
+        if self.num_devices == 1:
+            return x
+        start = jax.lax.axis_index(ENVS) * self.local_envs
+        return jax.lax.dynamic_slice_in_dim(x, start, self.local_envs, axis)
+
+    def keys(
+        self, key: jax.Array, shape: tuple[int, ...] = (), per_env: tuple[int, ...] = ()
+    ) -> jax.Array:
+        """Keys ``[*shape, local_envs, *per_env]``: this device's columns of
+        ``split(key, (*shape, num_envs, *per_env))``, so every env gets the keys it
+        would get on one device."""
+        keys = jax.random.split(key, (*shape, self.num_envs, *per_env))
+        return self.local(keys, len(shape))
+
+    def device_key(self, key: jax.Array) -> jax.Array:
+        """``key`` made different on every device (``fold_in`` of the device index), for
+        draws each device makes from its own data; ``key`` itself on one device."""
+        if self.num_devices == 1:
+            return key
+        return jax.random.fold_in(key, jax.lax.axis_index(ENVS))
+
+    def mean(self, tree):
+        """Average over devices (``lax.pmean``)."""
+        return tree if self.num_devices == 1 else jax.lax.pmean(tree, ENVS)
+
+    def sum(self, tree):
+        """Sum over devices (``lax.psum``)."""
+        return tree if self.num_devices == 1 else jax.lax.psum(tree, ENVS)
+
+    def gather(self, tree, axis: int = 0):
+        """Every device's share put back together along ``axis`` (``all_gather``)."""
+        if self.num_devices == 1:
+            return tree
+        return jax.tree.map(lambda x: jax.lax.all_gather(x, ENVS, axis=axis, tiled=True), tree)
+
+    def part(self, tree, axis: int = 0):
+        """This device's equal part of ``axis`` of every leaf (e.g. of a minibatch that
+        every device holds whole), so the devices split its work."""
+        if self.num_devices == 1:
+            return tree
+        d = jax.lax.axis_index(ENVS)
+
+        def take(x):
+            size = x.shape[axis] // self.num_devices
+            return jax.lax.dynamic_slice_in_dim(x, d * size, size, axis)
+
+        return jax.tree.map(take, tree)
+
+    def run(self, fn, in_specs, out_specs):
+        """``fn`` (per-device code) under ``jax.shard_map`` over ``envs_mesh``; ``fn``
+        itself on one device. Specs name ``ENVS`` for split axes, ``P()`` otherwise."""
+        if self.num_devices == 1:
+            return fn
+        return jax.shard_map(
+            fn,
+            mesh=envs_mesh(self.num_devices),
+            in_specs=in_specs,
+            out_specs=out_specs,
+            check_vma=False,
+        )
+
+
+SPLIT = PartitionSpec(ENVS)
+"""Spec of a state leaf whose leading axis runs over envs."""
+SHARED = PartitionSpec()
+"""Spec of a state leaf every device holds whole (parameters, optimizer state, keys)."""

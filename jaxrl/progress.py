@@ -72,6 +72,7 @@ def scan_updates(
     num_updates: int,
     start: Any = 0,
     total: int | None = None,
+    axis_name: str | None = None,
 ) -> tuple[Any, dict[str, jax.Array]]:
     """``lax.scan(update_step, state, start + jnp.arange(num_updates))``, reporting progress.
 
@@ -84,6 +85,8 @@ def scan_updates(
         start: index of the first update (a chunk of a longer run; may be traced).
         total: updates in the whole run (default ``num_updates``): reports fall on
             the same updates whether the run is one scan or several chunks.
+        axis_name: inside ``shard_map`` over devices that all hold the same metrics
+            (one run's envs split over them), only the first device reports.
 
     Returns:
         ``(final_state, metrics)`` with metrics stacked ``[num_updates]``.
@@ -98,7 +101,10 @@ def scan_updates(
             _report(update + 1, metrics)
 
         done = update + 1
-        jax.lax.cond((done % every == 0) | (done == total), emit, lambda: None)
+        due = (done % every == 0) | (done == total)
+        if axis_name is not None:
+            due = due & (jax.lax.axis_index(axis_name) == 0)
+        jax.lax.cond(due, emit, lambda: None)
         return state, metrics
 
     updates = jnp.arange(num_updates, dtype=jnp.int32) + jnp.asarray(start, jnp.int32)

@@ -101,6 +101,13 @@ class Replay:
         with jax.numpy_rank_promotion("allow"):
             return self.buffer.add(state, experience(traj))
 
+    def state_spec(self, example: Experience, split: Any, shared: Any) -> Any:
+        """Partition specs of a (uniform) buffer state whose env rows are split over
+        devices: the stored steps ``split``, the write position and flags ``shared``."""
+        like = jax.eval_shape(self.init, example)
+        spec = jax.tree.map(lambda _: shared, like)
+        return spec.replace(experience=jax.tree.map(lambda _: split, like.experience))
+
     def sample(self, state: Any, key: jax.Array) -> Any:
         """Sequences ``experience [batch_size, sequence_length, ...]`` (plus ``indices``
         and ``probabilities`` if prioritised)."""

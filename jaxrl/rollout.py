@@ -25,6 +25,7 @@ import jax.numpy as jnp
 
 from envs import running_stats
 from envs.vector import VecEnv
+from jaxrl.parallel import EnvShards
 
 
 class Transition(NamedTuple):
@@ -56,14 +57,21 @@ class EnvCarry(NamedTuple):
 
 
 def init_carry(
-    venv: VecEnv, env_params: Any, key: jax.Array, normalize_obs: bool, normalize_reward: bool
+    venv: VecEnv,
+    env_params: Any,
+    key: jax.Array,
+    normalize_obs: bool,
+    normalize_reward: bool,
+    shards: EnvShards | None = None,
 ) -> EnvCarry:
-    """Reset every env; start the running statistics from the first observations."""
-    env_state, ts = venv.reset(key, env_params)
+    """Reset every env (each from its own key); start the running statistics from the
+    first observations. ``shards``: ``venv`` holds this device's share of the envs."""
+    shards = shards or EnvShards(venv.num_envs)
+    env_state, ts = venv.reset(shards.keys(key), env_params)
     obs_stats = None
     if normalize_obs:
         shape = venv.observation_space(env_params).shape
-        obs_stats = running_stats.update(running_stats.init(shape), ts.obs)
+        obs_stats = running_stats.update(running_stats.init(shape), ts.obs, shards.axis_name)
     ret_stats, disc = None, None
     if normalize_reward:
         ret_stats = running_stats.init(())
@@ -89,8 +97,9 @@ def feed_forward_policy(network: Any, params: Any, norm: Normalizer, determinist
 
 
 ActFn = Callable[[jax.Array, Any, jax.Array, Any], tuple[jax.Array, Any, Any]]
-"""``act_fn(key, obs [N, ...], first [N], policy_carry) -> (action, extras, policy_carry)``,
-with actions ``[N, ...]``; ``first`` marks observations that start an episode
+"""``act_fn(keys [N], obs [N, ...], first [N], policy_carry) -> (action, extras,
+policy_carry)``, with one key per env (``jaxrl.distributions`` samples take them)
+and actions ``[N, ...]``; ``first`` marks observations that start an episode
 (recurrent policies reset their state there)."""
 
 
@@ -103,6 +112,7 @@ def collect(
     num_steps: int,
     gamma: jax.Array | float = 0.99,
     policy_carry: Any = None,
+    shards: EnvShards | None = None,
 ) -> tuple[EnvCarry, Any, Transition]:
     """Step ``venv`` ``num_steps`` times with ``act_fn``.
 
@@ -110,25 +120,29 @@ def collect(
         gamma: discount of the return whose scale normalises rewards (only used
             when reward normalisation is on).
         policy_carry: recurrent state threaded through ``act_fn`` (or None).
+        shards: ``venv`` holds this device's share of the run's envs: it gets
+            their keys, and the normaliser statistics are merged over devices.
 
     Returns:
         ``(carry, policy_carry, transitions)`` with transitions ``[num_steps, N, ...]``.
     """
 
+    shards = shards or EnvShards(venv.num_envs)
+    axis = shards.axis_name
+
     def step(state, keys):
         carry, policy_carry = state
-        act_key, env_keys = keys[0], keys[1:]
         norm = carry.norm
         obs = normalize_obs(norm, carry.obs)
-        action, extras, policy_carry = act_fn(act_key, obs, carry.first, policy_carry)
-        env_state, ts = venv.step(env_keys, carry.env_state, action, env_params)
+        action, extras, policy_carry = act_fn(keys[:, 0], obs, carry.first, policy_carry)
+        env_state, ts = venv.step(keys[:, 1:], carry.env_state, action, env_params)
         next_obs = normalize_obs(norm, ts.info["final_obs"])
         reward = ts.reward
         if norm.obs is not None:
-            norm = norm._replace(obs=running_stats.update(norm.obs, ts.obs))
+            norm = norm._replace(obs=running_stats.update(norm.obs, ts.obs, axis))
         if norm.return_stats is not None:
             disc = norm.discounted_return * gamma + ts.reward
-            stats = running_stats.update(norm.return_stats, disc)
+            stats = running_stats.update(norm.return_stats, disc, axis)
             reward = reward / jnp.sqrt(stats.var + 1e-8)
             norm = Normalizer(norm.obs, stats, jnp.where(ts.done, 0.0, disc))
         transition = Transition(
@@ -145,18 +159,28 @@ def collect(
         )
         return (EnvCarry(env_state, ts.obs, ts.done, norm), policy_carry), transition
 
-    # Every key of the rollout in one bulk split: per step, the policy's key, one
-    # per env and the reset key.
-    keys = jax.random.split(key, (num_steps, venv.num_envs + 2))
+    # Every key of the rollout in one bulk split: per step and env, the policy's
+    # key, the env's step key and its reset key.
+    keys = shards.keys(key, (num_steps,), (3,))
     (carry, policy_carry), transitions = jax.lax.scan(step, (carry, policy_carry), keys)
     return carry, policy_carry, transitions
 
 
-def episode_metrics(transitions: Transition) -> dict[str, jax.Array]:
+def episode_metrics(
+    transitions: Transition, shards: EnvShards | None = None
+) -> dict[str, jax.Array]:
     """Sum and count of returns of episodes that finished in this rollout (for logging;
-    means over many updates are ``sum / count``, robust to updates with no episode)."""
+    means over many updates are ``sum / count``, robust to updates with no episode),
+    over every device's envs."""
     done = transitions.episode_done
-    return {
+    metrics = {
         "episode_return_sum": jnp.where(done, transitions.episode_return, 0.0).sum(),
         "episodes": done.sum().astype(jnp.float32),
     }
+    return metrics if shards is None else shards.sum(metrics)
+
+
+def carry_spec(split, shared) -> EnvCarry:
+    """Partition specs of an ``EnvCarry`` split over devices: per-env arrays ``split``,
+    the merged normaliser statistics ``shared``."""
+    return EnvCarry(split, split, split, Normalizer(shared, shared, split))

@@ -15,6 +15,11 @@ updates (``dataclasses.replace(trainer, log_every=k)``): returns and episode
 counts summed over the ``k`` updates, every other metric averaged, so the
 metrics of a long run stay small whatever its length.
 
+A run whose envs are split over devices (``jaxrl.parallel.EnvShards``) has a
+per-device ``step`` and a ``state_spec`` saying which state leaves are split;
+``init`` and ``chunk`` then run under ``jax.shard_map`` and take and return the
+whole (global) state, so callers see no difference.
+
 Hyperparameters are passed to ``step`` on every update rather than captured at
 ``init``: they stay traced (sweeps are a ``vmap`` over them), and whatever an
 agent derives from them (its optax transformation) is rebuilt from the same
@@ -30,7 +35,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxrl import progress
+from jaxrl import parallel, progress
 
 Metrics = dict[str, jax.Array]
 
@@ -48,18 +53,25 @@ class Trainer:
     """An agent's training run, split into its initial state and its update step.
 
     Attributes:
-        init: ``(key, hparams) -> state``, the complete training state before update 0.
+        init: ``(key, hparams) -> state``, the complete training state before update 0
+            (per device with ``shards``; use ``start``, which also works without).
         step: ``(state, hparams, update) -> (state, metrics)``; ``update`` is the
             0-based index of the update over the whole run, unbatched under ``vmap``
-            (a ``lax.cond`` on it stays a branch); metrics are scalars.
+            (a ``lax.cond`` on it stays a branch); metrics are scalars (the same on
+            every device with ``shards``).
         num_updates: updates in a whole run (static).
         log_every: updates per logged row of metrics; must divide ``num_updates``.
+        shards: how the run's envs are split over devices; None: one device.
+        state_spec: with ``shards``, the state's ``PartitionSpec`` tree (a prefix):
+            ``parallel.SPLIT`` for leaves with a leading env axis, else ``SHARED``.
     """
 
     init: Callable[[jax.Array, Any], Any]
     step: Callable[[Any, Any, jax.Array], tuple[Any, Metrics]]
     num_updates: int
     log_every: int = 1
+    shards: parallel.EnvShards | None = None
+    state_spec: Any = None
 
     def __post_init__(self):
         if self.log_every < 1 or self.num_updates % self.log_every:
@@ -67,11 +79,32 @@ class Trainer:
                 f"log_every={self.log_every} is not allowed; it must be >= 1 and divide "
                 f"the run's {self.num_updates} updates"
             )
+        if self.split:
+            if self.state_spec is None:
+                raise ValueError("Trainer: a run split over devices needs its state_spec")
+            parallel.envs_mesh(self.num_devices)  # enough devices? (before compiling)
+
+    @property
+    def split(self) -> bool:
+        """Whether the envs are split over more than one device."""
+        return self.shards is not None and self.shards.num_devices > 1
+
+    @property
+    def num_devices(self) -> int:
+        """Devices one run trains on (1 unless its envs are split)."""
+        return self.shards.num_devices if self.split else 1
+
+    def start(self, key: jax.Array, hparams: Any) -> Any:
+        """The whole initial state (``init``, under ``shard_map`` when split)."""
+        if not self.split:
+            return self.init(key, hparams)
+        P = parallel.SHARED
+        return self.shards.run(self.init, (P, P), self.state_spec)(key, hparams)
 
     def __call__(self, key: jax.Array, hparams: Any) -> tuple[Any, Metrics]:
         """The whole run: ``(final_state, metrics)``, metrics stacked
         ``[num_updates // log_every]``."""
-        return self.chunk(self.num_updates)(self.init(key, hparams), hparams, 0)
+        return self.chunk(self.num_updates)(self.start(key, hparams), hparams, 0)
 
     def chunk(self, num_updates: int) -> Callable[[Any, Any, Any], tuple[Any, Metrics]]:
         """``run(state, hparams, start) -> (state, metrics [num_updates // log_every])``:
@@ -91,6 +124,7 @@ class Trainer:
                 n,
                 start=start,
                 total=self.num_updates,
+                axis_name=parallel.ENVS if self.split else None,
             )
 
         def run(state: Any, hparams: Any, start: Any) -> tuple[Any, Metrics]:
@@ -104,4 +138,7 @@ class Trainer:
             starts = jnp.asarray(start, jnp.int32) + k * jnp.arange(num_updates // k)
             return jax.lax.scan(interval, state, starts.astype(jnp.int32))
 
-        return run
+        if not self.split:
+            return run
+        P = parallel.SHARED
+        return self.shards.run(run, (self.state_spec, P, P), (self.state_spec, P))

@@ -112,3 +112,145 @@ def test_device_counts_that_do_not_divide_the_runs_raise():
     with pytest.raises(ValueError, match="in_axes=\\(1, None\\) is not allowed"):
         parallel.shard_runs(lambda k, h: k, 8, in_axes=(1, None))
     assert parallel.devices_for(8) == jax.local_device_count()  # 1 here: divides anything
+
+
+# One run's envs split over 4 devices (jaxrl.parallel.EnvShards), against the same run
+# with the same total envs on one device; then a checkpoint moved between 1 and 4.
+SPLIT_CHILD = textwrap.dedent(
+    """
+    import dataclasses, json, tempfile
+    from pathlib import Path
+    import jax, numpy as np
+    import envs
+    from jaxrl import checkpoint
+    from jaxrl.agents import a2c, dqn, ppo, pqn
+
+    def diff(a, b):
+        return max(float(np.abs(np.asarray(x, float) - np.asarray(y, float)).max())
+                   for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True))
+
+    def replicated(params):
+        return all(x.sharding.is_fully_replicated and len(x.sharding.device_set) == 4
+                   for x in jax.tree.leaves(params))
+
+    def both(module, config, hp, env_name="gymnax:CartPole-v1"):
+        env, params = envs.make(env_name)
+        keys = jax.random.split(jax.random.key(0), 2)
+        runs = {}
+        for d in (1, 4):
+            train = module.make_train(dataclasses.replace(config, num_devices=d), env, params)
+            runs[d] = jax.jit(jax.vmap(train, in_axes=(0, None)))(keys, hp)
+        return runs[1], runs[4]
+
+    out = {}
+    cases = {
+        "ppo": (ppo, ppo.PPOConfig(num_envs=8, rollout_len=16, total_steps=8 * 16 * 3,
+                                   num_epochs=2, normalize_obs=True, normalize_reward=True),
+                ppo.PPOHParams()),
+        "ppo_gru": (ppo, ppo.PPOConfig(num_envs=8, rollout_len=8, total_steps=8 * 8 * 3,
+                                       gru_size=8, num_minibatches=2), ppo.PPOHParams()),
+        "pqn": (pqn, pqn.PQNConfig(num_envs=8, rollout_len=8, total_steps=8 * 8 * 3),
+                pqn.PQNHParams()),
+        "a2c": (a2c, a2c.A2CConfig(num_envs=8, rollout_len=8, total_steps=8 * 8 * 3),
+                a2c.A2CHParams()),
+    }
+    for name, (module, config, hp) in cases.items():
+        one, four = both(module, config, hp)
+        out[name] = {
+            "params_diff": diff(one[0].params, four[0].params),
+            "metrics_diff": diff(one[1], four[1]),
+            "env_diff": diff(one[0].env.obs, four[0].env.obs),
+            "replicated": replicated(four[0].params),
+            "env_split": four[0].env.obs.sharding.spec == jax.sharding.PartitionSpec(None, "envs"),
+        }
+    config = dqn.DQNConfig(num_envs=8, rollout_len=4, total_steps=8 * 4 * 6, learning_starts=32,
+                           buffer_size=256, minibatch_size=16, target_update_every=2)
+    one, four = both(dqn, config, dqn.DQNHParams())
+    out["dqn"] = {"replicated": replicated(four[0].params),
+                  "finite": bool(np.isfinite(np.asarray(jax.tree.leaves(four[0].params)[0])).all()),
+                  "episodes_equal": bool((np.asarray(one[1]["episodes"])[:, :2]
+                                          == np.asarray(four[1]["episodes"])[:, :2]).all())}
+
+    # A checkpoint saved by a one-device run resumes on four devices and back.
+    env, params = envs.make("gymnax:CartPole-v1")
+    base = ppo.PPOConfig(num_envs=8, rollout_len=16, total_steps=8 * 16 * 6, num_epochs=2)
+    keys, hp = jax.random.split(jax.random.key(1), 2), ppo.PPOHParams()
+
+    def chunked(devices, directory, until):
+        config = dataclasses.replace(base, num_devices=devices)
+        trainer = ppo.make_train(config, env, params)
+        identity = checkpoint.run_identity("ppo", "cartpole", params, config, hp, 2)
+        ckpts = checkpoint.Checkpoints(directory, identity)
+        state, metrics, _ = checkpoint.train_in_chunks(trainer, keys, hp, 2, checkpoints=ckpts,
+                                                       until=until)
+        ckpts.close()
+        return state, metrics
+
+    whole = chunked(1, Path(tempfile.mkdtemp()), None)
+    moved = Path(tempfile.mkdtemp())
+    chunked(1, moved, 2)
+    mid = chunked(4, moved, 4)
+    last = chunked(1, moved, None)
+    out["resume"] = {"on_four": len(jax.tree.leaves(mid[0].env.obs)[0].sharding.device_set),
+                     "params_diff": diff(whole[0].params, last[0].params),
+                     "metrics_diff": diff(whole[1], last[1])}
+    print(json.dumps(out))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def split_runs():
+    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    result = subprocess.run(
+        [sys.executable, "-c", SPLIT_CHILD], capture_output=True, text=True, env=env, timeout=900
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("name", ["ppo", "ppo_gru", "pqn", "a2c"])
+def test_a_run_split_over_devices_equals_the_run_on_one_device(split_runs, name):
+    # Same total envs, per-env keys, gathered minibatches, pmean'd gradients: equal up
+    # to float rounding, parameters replicated on all 4 devices, envs split over them.
+    run = split_runs[name]
+    assert run["replicated"] and run["env_split"]
+    assert run["params_diff"] < 1e-5
+    assert run["metrics_diff"] < 1e-3  # losses and returns; sums of many floats
+    assert run["env_diff"] == 0.0  # the envs stepped exactly alike
+
+
+def test_dqn_split_over_devices_keeps_one_set_of_parameters(split_runs):
+    # Each device samples its own rows of the buffer, so DQN is not the one-device run
+    # bit for bit after learning starts; before it, the envs step exactly alike.
+    dqn = split_runs["dqn"]
+    assert dqn["replicated"] and dqn["finite"] and dqn["episodes_equal"]
+
+
+def test_a_checkpoint_moves_between_one_and_four_devices(split_runs):
+    resume = split_runs["resume"]
+    assert resume["on_four"] == 4
+    assert resume["params_diff"] < 1e-5
+    assert resume["metrics_diff"] < 1e-3
+
+
+def test_split_envs_are_validated_before_compiling():
+    from jaxrl.agents import dqn, ppo
+
+    with pytest.raises(ValueError, match="PPOConfig.num_devices=3 does not divide num_envs=8"):
+        ppo.PPOConfig(num_envs=8, num_devices=3)
+    with pytest.raises(
+        ValueError, match="PPOConfig.max_resets=4 is not allowed with num_devices=4"
+    ):
+        ppo.PPOConfig(num_envs=8, max_resets=4, num_devices=4)
+    with pytest.raises(ValueError, match="num_devices=4 does not divide the 2 env sequences"):
+        ppo.PPOConfig(num_envs=8, gru_size=4, num_devices=4)
+    with pytest.raises(ValueError, match="prioritised=True is not allowed with num_devices=2"):
+        dqn.DQNConfig(num_envs=8, prioritised=True, num_devices=2)
+    with pytest.raises(ValueError, match="num_devices=2 does not divide minibatch_size=129"):
+        dqn.DQNConfig(num_envs=8, minibatch_size=129, num_devices=2)
+    # More devices than this host has: at make_train, before anything compiles.
+    config = ppo.PPOConfig(num_envs=8, rollout_len=8, total_steps=64, num_devices=8)
+    env, params = __import__("envs").make("gymnax:CartPole-v1")
+    with pytest.raises(ValueError, match=r"num_devices=8 is not allowed; it must be in \[1, 1\]"):
+        ppo.make_train(config, env, params)

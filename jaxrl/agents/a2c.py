@@ -28,14 +28,14 @@ import jax.numpy as jnp
 import optax
 
 from jaxrl import config as C
-from jaxrl import returns, rollout
+from jaxrl import parallel, returns, rollout
 from jaxrl.networks import ActorCritic
 from jaxrl.optim import make_optimizer
 from jaxrl.training import Trainer
 
 
 @dataclasses.dataclass(frozen=True)
-class A2CConfig(C.AgentConfig):
+class A2CConfig(C.AgentConfig, C.SplitEnvs):
     num_envs: int = 16
     """Parallel environments per seed."""
     rollout_len: int = 8
@@ -108,7 +108,8 @@ def make_train(config: A2CConfig, env: Any, env_params: Any) -> Trainer:
     """``train(key, hparams) -> (A2CState, metrics)``, metrics with a leading update
     axis; a ``jaxrl.training.Trainer``, so it also runs in chunks from ``train.init``."""
     network = make_network(config, env, env_params)
-    venv = C.batched_env(env, config.num_envs, config.max_resets, not network.discrete)
+    shards = parallel.EnvShards(config.num_envs, config.num_devices)
+    venv = C.batched_env(env, shards.local_envs, config.max_resets, not network.discrete)
     obs_shape = venv.observation_space(env_params).shape
 
     def optimizer(hp: A2CHParams) -> optax.GradientTransformation:
@@ -120,7 +121,9 @@ def make_train(config: A2CConfig, env: Any, env_params: Any) -> Trainer:
         hp.validate()
         key, init_key, env_key = jax.random.split(key, 3)
         params = network.init(init_key, jnp.zeros((1, *obs_shape), jnp.float32))
-        env_carry = rollout.init_carry(venv, env_params, env_key, config.normalize_obs, False)
+        env_carry = rollout.init_carry(
+            venv, env_params, env_key, config.normalize_obs, False, shards
+        )
         return A2CState(
             params, optimizer(hp).init(params), env_carry, key, jnp.zeros((), jnp.int32)
         )
@@ -135,7 +138,14 @@ def make_train(config: A2CConfig, env: Any, env_params: Any) -> Trainer:
 
         # 1. collect rollout
         env_carry, _, traj = rollout.collect(
-            venv, env_params, act, rollout_key, state.env, config.rollout_len, hp.gamma
+            venv,
+            env_params,
+            act,
+            rollout_key,
+            state.env,
+            config.rollout_len,
+            hp.gamma,
+            shards=shards,
         )
         value = traj.extras
         # 2. bootstrap values on final_obs (pre-reset)
@@ -150,12 +160,15 @@ def make_train(config: A2CConfig, env: Any, env_params: Any) -> Trainer:
         # 4. one gradient step on the whole batch
         batch = Batch(traj.obs, traj.action, adv, target)
         grads, stats = jax.grad(a2c_loss, has_aux=True)(state.params, network.apply, batch, hp)
+        grads, stats = shards.mean((grads, stats))  # equal shares: the whole batch's mean
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
-        metrics = stats | rollout.episode_metrics(traj)
+        metrics = stats | rollout.episode_metrics(traj, shards)
         return A2CState(params, opt_state, env_carry, key, state.update + 1), metrics
 
-    return Trainer(init, update_step, config.num_updates)
+    split, shared = parallel.SPLIT, parallel.SHARED
+    spec = A2CState(shared, shared, rollout.carry_spec(split, shared), shared, shared)
+    return Trainer(init, update_step, config.num_updates, shards=shards, state_spec=spec)
 
 
 def make_policy(

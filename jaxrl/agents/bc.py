@@ -195,7 +195,9 @@ def make_train(config: BCConfig, env: Any, env_params: Any, expert: Expert) -> T
         key, rollout_key, label_key, sgd_key, eval_key = jax.random.split(state.key, 5)
 
         # 1. collect: the expert acts first, then the learner (DAgger)
-        def act(key, obs, first, carry):
+        def act(keys, obs, first, carry):
+            # Both policies take one key for the batch (the make_policy contract).
+            key = jax.random.fold_in(keys[0], 1)
             action = jax.lax.cond(iteration == 0, expert, learner(state.params), key, obs)
             return action.astype(action_dtype), None, carry
 

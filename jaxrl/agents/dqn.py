@@ -14,6 +14,12 @@ short early episodes) Huber diverged here (mean Q past 8,000 within 50k steps,
 where returns are at most 100): it caps the pull of the few terminal
 transitions, whose large errors are what hold the estimates down.
 
+With ``num_devices > 1`` each device steps its share of the envs into its own
+replay buffer (the env rows of one buffer, split) and samples
+``minibatch_size / num_devices`` sequences from it; gradients and metrics are
+averaged over devices, so parameters stay identical everywhere. Prioritised
+replay is one device only (its sum tree spans the whole buffer).
+
 Deviation from the papers: the target bootstraps from ``Q(final_obs)`` where an
 episode was truncated (time limit) and never where it terminated; the papers
 treat time-outs as terminal.
@@ -30,14 +36,14 @@ import jax.numpy as jnp
 import optax
 
 from jaxrl import config as C
-from jaxrl import replay, returns, rollout
+from jaxrl import parallel, replay, returns, rollout
 from jaxrl.exploration import epsilon_greedy, linear_epsilon, q_policy
 from jaxrl.optim import make_optimizer
 from jaxrl.training import Trainer
 
 
 @dataclasses.dataclass(frozen=True)
-class DQNConfig(C.ReplayConfig):
+class DQNConfig(C.ReplayConfig, C.SplitEnvs):
     num_envs: int = 10
     """Parallel environments per seed."""
     rollout_len: int = 1
@@ -77,6 +83,14 @@ class DQNConfig(C.ReplayConfig):
                 f"{self.n_step + 1} steps per env (num_envs={self.num_envs})"
             )
         C.check_choice("DQNConfig", "loss", self.loss, ("mse", "huber"))
+        if self.num_devices > 1:
+            if self.prioritised:
+                raise ValueError(
+                    f"DQNConfig.prioritised=True is not allowed with num_devices="
+                    f"{self.num_devices}; prioritised replay runs on one device"
+                )
+            self.check_divides("num_devices", self.minibatch_size, "minibatch_size")
+            self.check_divides("num_devices", self.buffer_size, "buffer_size")
         if not 0.0 <= self.priority_exponent <= 1.0:
             raise ValueError(
                 f"DQNConfig.priority_exponent={self.priority_exponent} is not allowed; "
@@ -178,12 +192,13 @@ def make_train(config: DQNConfig, env: Any, env_params: Any) -> Trainer:
     """``train(key, hparams) -> (DQNState, metrics)``, metrics with a leading update
     axis; a ``jaxrl.training.Trainer``, so it also runs in chunks from ``train.init``."""
     network = make_network(config, env, env_params)
-    venv = C.batched_env(env, config.num_envs, config.max_resets, continuous=False)
+    shards = parallel.EnvShards(config.num_envs, config.num_devices)
+    venv = C.batched_env(env, shards.local_envs, config.max_resets, continuous=False)
     obs_space = venv.observation_space(env_params)
-    buffer = replay.Replay(
-        config.num_envs,
-        config.buffer_size,
-        config.minibatch_size,
+    buffer = replay.Replay(  # this device's rows of the buffer
+        shards.local_envs,
+        config.buffer_size // shards.num_devices,
+        config.minibatch_size // shards.num_devices,
         config.n_step,
         config.prioritised,
         config.priority_exponent,
@@ -200,7 +215,7 @@ def make_train(config: DQNConfig, env: Any, env_params: Any) -> Trainer:
         hp.validate()
         key, init_key, env_key = jax.random.split(key, 3)
         params = network.init(init_key, jnp.zeros((1, *obs_space.shape), jnp.float32))
-        env_carry = rollout.init_carry(venv, env_params, env_key, False, False)
+        env_carry = rollout.init_carry(venv, env_params, env_key, False, False, shards)
         return DQNState(
             params,
             params,
@@ -221,9 +236,10 @@ def make_train(config: DQNConfig, env: Any, env_params: Any) -> Trainer:
 
         # 1. collect epsilon-greedy steps and add them to the replay buffer
         env_carry, _, traj = rollout.collect(
-            venv, env_params, act, rollout_key, state.env, config.rollout_len
+            venv, env_params, act, rollout_key, state.env, config.rollout_len, shards=shards
         )
         buffer_state = buffer.add(state.buffer, traj)
+        sample_key = shards.device_key(sample_key)  # each device samples its own rows
 
         # 2. gradient steps on replayed sequences, once learning has started
         def gradient_step(carry, key, step):
@@ -232,9 +248,10 @@ def make_train(config: DQNConfig, env: Any, env_params: Any) -> Trainer:
             grads, (td, q) = jax.grad(dqn_loss, has_aux=True)(
                 params, state.target_params, network.apply, sample, hp, config, buffer
             )
+            grads = shards.mean(grads)
             updates, opt_state = tx.update(grads, opt_state, params)
             buffer_state = buffer.update_priorities(buffer_state, sample, td)
-            stats = {"td_abs": jnp.abs(td).mean(), "q_mean": q.mean()}
+            stats = shards.mean({"td_abs": jnp.abs(td).mean(), "q_mean": q.mean()})
             return (optax.apply_updates(params, updates), opt_state, buffer_state), stats
 
         started = update >= first_learning_update
@@ -248,11 +265,20 @@ def make_train(config: DQNConfig, env: Any, env_params: Any) -> Trainer:
         step = jnp.where(move, hp.tau, 0.0)
         target_params = optax.incremental_update(params, state.target_params, step)
 
-        metrics = stats | {"epsilon": eps} | rollout.episode_metrics(traj)
+        metrics = stats | {"epsilon": eps} | rollout.episode_metrics(traj, shards)
         new_state = DQNState(params, target_params, opt_state, buffer_state, env_carry, key)
         return new_state, metrics
 
-    return Trainer(init, update_step, config.num_updates)
+    split, shared = parallel.SPLIT, parallel.SHARED
+    spec = DQNState(
+        shared,
+        shared,
+        shared,
+        buffer.state_spec(replay.example_step(venv, env_params), split, shared),
+        rollout.carry_spec(split, shared),
+        shared,
+    )
+    return Trainer(init, update_step, config.num_updates, shards=shards, state_spec=spec)
 
 
 def make_policy(

@@ -10,6 +10,12 @@ observation) instead of being treated as terminal.
 
 Recurrent PPO (``gru_size > 0``) minibatches whole environment sequences and
 replays them from the hidden state stored at the start of the rollout.
+
+With ``num_devices > 1`` each device steps its share of the envs; the rollout
+is gathered (one ``all_gather`` per update) so that every device shuffles the
+same minibatches as one device would, and each computes the gradient of its
+part of every minibatch, averaged with ``lax.pmean``: the same run as on one
+device up to float rounding, with parameters identical on every device.
 """
 
 from __future__ import annotations
@@ -23,14 +29,14 @@ import jax.numpy as jnp
 import optax
 
 from jaxrl import config as C
-from jaxrl import minibatch, returns, rollout
+from jaxrl import minibatch, parallel, returns, rollout
 from jaxrl.networks import ActorCritic
 from jaxrl.optim import make_optimizer
 from jaxrl.training import Trainer
 
 
 @dataclasses.dataclass(frozen=True)
-class PPOConfig(C.AgentConfig):
+class PPOConfig(C.AgentConfig, C.SplitEnvs):
     num_envs: int = 4
     """Parallel environments per seed."""
     num_epochs: int = 4
@@ -54,8 +60,10 @@ class PPOConfig(C.AgentConfig):
             raise ValueError(f"PPOConfig.gru_size={self.gru_size} is not allowed; it must be >= 0")
         if self.gru_size:
             self.check_divides("num_minibatches", self.num_envs, "num_envs")
+            self.check_minibatch_split(self.num_envs // self.num_minibatches, "env sequences")
         else:
             self.check_divides("num_minibatches", self.batch_size, "num_envs * rollout_len")
+            self.check_minibatch_split(self.batch_size // self.num_minibatches, "samples")
 
 
 class PPOHParams(NamedTuple):
@@ -125,7 +133,8 @@ def ppo_loss(
     clip_value: bool,
     rnn0: Any = None,
 ) -> tuple[jax.Array, dict[str, jax.Array]]:
-    """Clipped surrogate + (clipped) value loss - entropy bonus.
+    """Clipped surrogate + (clipped) value loss - entropy bonus, on a batch whose
+    advantages are already normalised (``normalize_advantages``, per minibatch).
 
     Feed-forward batches are ``[B, ...]``; recurrent ones ``[T, B, ...]`` with the
     GRU state ``rnn0 [B, H]`` at their start.
@@ -136,8 +145,7 @@ def ppo_loss(
         dist, value, _ = apply_fn(params, batch.obs, batch.first, rnn0)
     log_ratio = dist.log_prob(batch.action) - batch.log_prob
     ratio = jnp.exp(log_ratio)
-    adv = (batch.advantage - batch.advantage.mean()) / (batch.advantage.std() + 1e-8)
-    policy_loss = clipped_surrogate_loss(ratio, adv, hp.clip_eps)
+    policy_loss = clipped_surrogate_loss(ratio, batch.advantage, hp.clip_eps)
     value_loss = value_loss_fn(value, batch.value, batch.target, hp.clip_eps, clip_value)
     entropy = dist.entropy().mean()
     loss = policy_loss + hp.vf_coef * value_loss - hp.ent_coef * entropy
@@ -150,6 +158,12 @@ def ppo_loss(
     }
 
 
+def normalize_advantages(batch: Batch) -> Batch:
+    """Advantages of a minibatch scaled to zero mean and unit standard deviation."""
+    adv = batch.advantage
+    return batch._replace(advantage=(adv - adv.mean()) / (adv.std() + 1e-8))
+
+
 def make_network(config: PPOConfig, env: Any, env_params: Any) -> ActorCritic:
     return C.actor_critic("PPO", config, env, env_params, config.gru_size)
 
@@ -158,7 +172,8 @@ def make_train(config: PPOConfig, env: Any, env_params: Any) -> Trainer:
     """``train(key, hparams) -> (PPOState, metrics)``, metrics with a leading update
     axis; a ``jaxrl.training.Trainer``, so it also runs in chunks from ``train.init``."""
     network = make_network(config, env, env_params)
-    venv = C.batched_env(env, config.num_envs, config.max_resets, not network.discrete)
+    shards = parallel.EnvShards(config.num_envs, config.num_devices)
+    venv = C.batched_env(env, shards.local_envs, config.max_resets, not network.discrete)
     recurrent = config.gru_size > 0
     obs_shape = venv.observation_space(env_params).shape
     decay = config.num_updates * config.num_epochs * config.num_minibatches
@@ -178,11 +193,11 @@ def make_train(config: PPOConfig, env: Any, env_params: Any) -> Trainer:
     def init(key: jax.Array, hp: PPOHParams) -> PPOState:
         key, init_key, env_key = jax.random.split(key, 3)
         dummy = jnp.zeros((1, *obs_shape), jnp.float32)
-        rnn = jnp.zeros((config.num_envs, config.gru_size), jnp.float32)
+        rnn = jnp.zeros((shards.local_envs, config.gru_size), jnp.float32)
         init_args = (dummy[None], jnp.ones((1, 1), bool), rnn[:1]) if recurrent else (dummy,)
         params = network.init(init_key, *init_args)
         env_carry = rollout.init_carry(
-            venv, env_params, env_key, config.normalize_obs, config.normalize_reward
+            venv, env_params, env_key, config.normalize_obs, config.normalize_reward, shards
         )
         return PPOState(
             params, optimizer(hp).init(params), env_carry, rnn, key, jnp.zeros((), jnp.int32)
@@ -207,6 +222,7 @@ def make_train(config: PPOConfig, env: Any, env_params: Any) -> Trainer:
             config.rollout_len,
             hp.gamma,
             state.rnn,
+            shards,
         )
         log_prob, value, rnn_after = traj.extras
         # 2. bootstrap values on final_obs (pre-reset), with the state after each step
@@ -224,20 +240,26 @@ def make_train(config: PPOConfig, env: Any, env_params: Any) -> Trainer:
             traj.reward, traj.terminated, traj.truncated, value, v_next, hp.gamma, hp.gae_lambda
         )
         batch = Batch(traj.obs, traj.first, traj.action, log_prob, value, adv, target)
+        # every device holds the whole rollout (identity on one device)
+        batch, rnn_start = shards.gather(batch, axis=1), shards.gather(state.rnn)
 
-        # 4. epochs of minibatch updates
+        # 4. epochs of minibatch updates; on several devices each takes its part of
+        # every minibatch (the batch axis: 1 for recurrent [T, B], else 0)
         def sgd_step(carry, mb):
             params, opt_state = carry
             mb_batch, mb_rnn = mb
+            mb_batch = shards.part(normalize_advantages(mb_batch), 1 if recurrent else 0)
+            mb_rnn = None if mb_rnn is None else shards.part(mb_rnn)
             grads, stats = jax.grad(ppo_loss, has_aux=True)(
                 params, network.apply, mb_batch, hp, config.clip_value, mb_rnn
             )
+            grads, stats = shards.mean((grads, stats))
             updates, opt_state = tx.update(grads, opt_state, params)
             return (optax.apply_updates(params, updates), opt_state), stats
 
         def epoch(carry, key):
             if recurrent:  # shuffle whole env sequences: batch is [T, N] -> [N, T]
-                seqs = (jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), batch), state.rnn)
+                seqs = (jax.tree.map(lambda x: jnp.swapaxes(x, 0, 1), batch), rnn_start)
                 mbs = minibatch.shuffle_minibatches(key, seqs, config.num_minibatches)
                 mbs = (jax.tree.map(lambda x: jnp.swapaxes(x, 1, 2), mbs[0]), mbs[1])
             else:
@@ -252,11 +274,13 @@ def make_train(config: PPOConfig, env: Any, env_params: Any) -> Trainer:
             (state.params, state.opt_state),
             jax.random.split(epoch_key, config.num_epochs),
         )
-        metrics = jax.tree.map(jnp.mean, stats) | rollout.episode_metrics(traj)
+        metrics = jax.tree.map(jnp.mean, stats) | rollout.episode_metrics(traj, shards)
         new_state = PPOState(params, opt_state, env_carry, rnn_end, key, state.update + 1)
         return new_state, metrics
 
-    return Trainer(init, update_step, config.num_updates)
+    split, shared = parallel.SPLIT, parallel.SHARED
+    spec = PPOState(shared, shared, rollout.carry_spec(split, shared), split, shared, shared)
+    return Trainer(init, update_step, config.num_updates, shards=shards, state_spec=spec)
 
 
 def make_policy(

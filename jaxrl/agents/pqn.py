@@ -32,14 +32,14 @@ import jax.numpy as jnp
 import optax
 
 from jaxrl import config as C
-from jaxrl import minibatch, returns, rollout
+from jaxrl import minibatch, parallel, returns, rollout
 from jaxrl.exploration import epsilon_greedy, linear_epsilon, q_policy
 from jaxrl.optim import make_optimizer
 from jaxrl.training import Trainer
 
 
 @dataclasses.dataclass(frozen=True)
-class PQNConfig(C.AgentConfig):
+class PQNConfig(C.AgentConfig, C.SplitEnvs):
     num_envs: int = 32
     """Parallel environments per seed."""
     rollout_len: int = 64
@@ -65,6 +65,7 @@ class PQNConfig(C.AgentConfig):
             "PQNConfig", num_epochs=self.num_epochs, num_minibatches=self.num_minibatches
         )
         self.check_divides("num_minibatches", self.batch_size, "num_envs * rollout_len")
+        self.check_minibatch_split(self.batch_size // self.num_minibatches, "samples")
         C.check_choice("PQNConfig", "bootstrap", self.bootstrap, ("max", "expected", "sarsa"))
         if self.normalize_obs:
             raise ValueError(
@@ -152,7 +153,8 @@ def make_train(config: PQNConfig, env: Any, env_params: Any) -> Trainer:
     """``train(key, hparams) -> (PQNState, metrics)``, metrics with a leading update
     axis; a ``jaxrl.training.Trainer``, so it also runs in chunks from ``train.init``."""
     network = make_network(config, env, env_params)
-    venv = C.batched_env(env, config.num_envs, config.max_resets, continuous=False)
+    shards = parallel.EnvShards(config.num_envs, config.num_devices)
+    venv = C.batched_env(env, shards.local_envs, config.max_resets, continuous=False)
     obs_shape = venv.observation_space(env_params).shape
     sgd_steps = config.num_updates * config.num_epochs * config.num_minibatches
 
@@ -165,7 +167,7 @@ def make_train(config: PQNConfig, env: Any, env_params: Any) -> Trainer:
         hp.validate()
         key, init_key, env_key = jax.random.split(key, 3)
         params = network.init(init_key, jnp.zeros((1, *obs_shape), jnp.float32))
-        env_carry = rollout.init_carry(venv, env_params, env_key, False, False)
+        env_carry = rollout.init_carry(venv, env_params, env_key, False, False, shards)
         return PQNState(params, optimizer(hp).init(params), env_carry, key)
 
     def update_step(state: PQNState, hp: PQNHParams, update: jax.Array):
@@ -178,7 +180,7 @@ def make_train(config: PQNConfig, env: Any, env_params: Any) -> Trainer:
 
         # 1. collect epsilon-greedy steps
         env_carry, _, traj = rollout.collect(
-            venv, env_params, act, rollout_key, state.env, config.rollout_len
+            venv, env_params, act, rollout_key, state.env, config.rollout_len, shards=shards
         )
         # 2. bootstrap from Q of the pre-reset next observations
         q_next = network.apply(state.params, traj.next_obs)
@@ -188,12 +190,13 @@ def make_train(config: PQNConfig, env: Any, env_params: Any) -> Trainer:
         target = returns.lambda_returns(
             traj.reward, traj.terminated, traj.truncated, v_next, hp.gamma, hp.td_lambda
         )
-        batch = Batch(traj.obs, traj.action, target)
+        batch = shards.gather(Batch(traj.obs, traj.action, target), axis=1)
 
         # 4. epochs of minibatch regressions
         def sgd_step(carry, mb):
             params, opt_state = carry
-            grads, stats = jax.grad(pqn_loss, has_aux=True)(params, network.apply, mb)
+            grads, stats = jax.grad(pqn_loss, has_aux=True)(params, network.apply, shards.part(mb))
+            grads, stats = shards.mean((grads, stats))
             updates, opt_state = tx.update(grads, opt_state, params)
             return (optax.apply_updates(params, updates), opt_state), stats
 
@@ -206,10 +209,13 @@ def make_train(config: PQNConfig, env: Any, env_params: Any) -> Trainer:
             (state.params, state.opt_state),
             jax.random.split(epoch_key, config.num_epochs),
         )
-        metrics = jax.tree.map(jnp.mean, stats) | {"epsilon": eps} | rollout.episode_metrics(traj)
+        metrics = jax.tree.map(jnp.mean, stats) | {"epsilon": eps}
+        metrics |= rollout.episode_metrics(traj, shards)
         return PQNState(params, opt_state, env_carry, key), metrics
 
-    return Trainer(init, update_step, config.num_updates)
+    split, shared = parallel.SPLIT, parallel.SHARED
+    spec = PQNState(shared, shared, rollout.carry_spec(split, shared), shared)
+    return Trainer(init, update_step, config.num_updates, shards=shards, state_spec=spec)
 
 
 def make_policy(

@@ -234,7 +234,7 @@ def make_train(config: SACConfig, env: Any, env_params: Any) -> Trainer:
         key, step_key = jax.random.split(state.key)
 
         def act(key, obs, first, carry):  # uniformly random until learning starts
-            policy_key, random_key = jax.random.split(key)
+            policy_key, random_key = jax.vmap(jax.random.split, out_axes=1)(key)
             action = networks.actor.apply(state.params["actor"], obs).sample(policy_key)
             random = uniform_actions(
                 random_key, config.num_envs, networks.critics.num_actions,

@@ -29,6 +29,7 @@ import optax
 
 from jaxrl import config as C
 from jaxrl import replay, rollout
+from jaxrl.distributions import draw
 from jaxrl.exploration import uniform_actions
 from jaxrl.networks import ActorCritics
 from jaxrl.optim import make_optimizer
@@ -196,9 +197,9 @@ def make_train(config: TD3Config, env: Any, env_params: Any) -> Trainer:
         key, step_key = jax.random.split(state.key)
 
         def act(key, obs, first, carry):  # uniformly random until learning starts
-            noise_key, random_key = jax.random.split(key)
+            noise_key, random_key = jax.vmap(jax.random.split, out_axes=1)(key)
             action = networks.actor.apply(state.params["actor"], obs)
-            noise = hp.exploration_noise * jax.random.normal(noise_key, action.shape)
+            noise = hp.exploration_noise * draw(jax.random.normal, noise_key, action.shape)
             action = jnp.clip(action + noise, -1.0, 1.0)
             random = uniform_actions(random_key, config.num_envs, None, action_dim)
             return jnp.where(loop.started(update), action, random), None, carry
