@@ -9,6 +9,7 @@ bootstraps (10,000 resamples of the seeds).
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import dataclasses
 import json
@@ -23,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import envs
-from jaxrl import checkpoint, loggers, parallel
+from jaxrl import checkpoint, distributed, loggers, parallel
 from jaxrl.evaluate import evaluate
 from jaxrl.progress import Progress
 
@@ -221,6 +222,10 @@ def run(
             f"stop_after={stop_after} is already reached: {out} holds update {latest}; "
             "raise --stop-after, or leave it out to finish the run"
         )
+    # On several processes (jaxrl.distributed) all train and save checkpoints together;
+    # only process 0 prints, logs and writes the run directory's other files.
+    main = distributed.is_main()
+    print = builtins.print if main else (lambda *args, **kwargs: None)  # noqa: A001
     if latest is not None:
         print(f"resuming from the checkpoint at update {latest}")
     print(
@@ -231,7 +236,9 @@ def run(
     logs = [loggers.CSVLogger(out / "progress.csv"), loggers.JSONLLogger(out / "progress.jsonl")]
     if tensorboard:
         logs.append(loggers.TensorBoardLogger(out / "tensorboard"))
-    if wandb_project:
+    if not main:
+        logs = []
+    elif wandb_project:
         wandb_config = {
             "algo": algo, "env": env_name, "env_overrides": env_overrides or {},
             "num_seeds": num_seeds, "seed": seed, "config": dataclasses.asdict(config),
@@ -255,6 +262,8 @@ def run(
             on_compiled=lambda seconds: print(f"compiled in {seconds:.1f} s; training ..."),
         )
     compile_seconds, run_seconds = info.compile_seconds, info.run_seconds
+    if jax.process_count() > 1:  # the global arrays' values, here (typed keys as key data)
+        final_state = distributed.to_host(checkpoint.plain(final_state))
     updates_done = int(np.asarray(metrics["episodes"]).shape[-1]) * log_every
     eval_return = None
     if make_policy is not None:
@@ -277,15 +286,6 @@ def run(
             f"greedy evaluation, {eval_episodes} episodes per seed: mean return {eval_return:.1f}"
         )
 
-    plot_curve(
-        learning_curve(metrics),
-        steps_per_update * log_every,
-        f"{algo} on {env_name}",
-        out / "curve.png",
-    )
-    with open(out / "curves.npz.tmp", "wb") as f:
-        np.savez_compressed(f, **metrics)
-    (out / "curves.npz.tmp").replace(out / "curves.npz")
     summary = {
         "algo": algo,
         "env": env_name,
@@ -313,8 +313,18 @@ def run(
     }
     if extra_summary is not None:
         summary |= extra_summary(summary, config, env, env_params, final_state, hparams)
-    write_json(out / "summary.json", summary)
-    print(f"wrote {out / 'summary.json'}, curve.png, curves.npz and checkpoints/")
+    if main:
+        plot_curve(
+            learning_curve(metrics),
+            steps_per_update * log_every,
+            f"{algo} on {env_name}",
+            out / "curve.png",
+        )
+        with open(out / "curves.npz.tmp", "wb") as f:
+            np.savez_compressed(f, **metrics)
+        (out / "curves.npz.tmp").replace(out / "curves.npz")
+        write_json(out / "summary.json", summary)
+        print(f"wrote {out / 'summary.json'}, curve.png, curves.npz and checkpoints/")
     return summary
 
 
@@ -346,6 +356,15 @@ class RunArgs:
     """Also log progress to OUT/tensorboard (pip install 'jaxrl[tensorboard]')."""
     wandb_project: str | None = None
     """Also log progress to this Weights & Biases project (pip install 'jaxrl[wandb]')."""
+    distributed: bool = False
+    """Join a run over several processes/hosts (jax.distributed) before training; the
+    addresses come from --coordinator etc. or, left unset, from SLURM / Open MPI."""
+    coordinator: str | None = None
+    """host:port of process 0 (multi-process runs launched by hand; implies --distributed)."""
+    num_processes: int | None = None
+    """Processes taking part (multi-process runs launched by hand)."""
+    process_id: int | None = None
+    """This process's index in [0, num_processes) (multi-process runs launched by hand)."""
 
 
 def parse_env_params(pairs: tuple[str, ...]) -> dict[str, Any]:
@@ -386,6 +405,8 @@ def main(
     args = tyro.cli(
         args_cls, args=argv, prog=prog, description=f"Train {algo} on a registered environment."
     )
+    if args.distributed or args.coordinator is not None:
+        distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     return run(
         algo, make_train, args.config, args.hparams, args.env, args.num_seeds, args.seed, args.out,
         make_policy=make_policy, devices=args.devices, extra_summary=extra_summary,

@@ -76,6 +76,34 @@ def checkpoints(mesh: jax.sharding.Mesh, directory: Path) -> dict:
     return out
 
 
+def training(work_dir: Path) -> dict:
+    """(c) One PPO run whose envs are split over the devices of both processes, in
+    checkpointed chunks (``train_in_chunks``, as the experiment scripts train): each
+    process returns its copy of the final parameters."""
+    import envs
+    from jaxrl.agents import ppo
+
+    env, env_params = envs.make("gymnax:CartPole-v1")
+    config = ppo.PPOConfig(
+        num_envs=8, rollout_len=16, total_steps=8 * 16 * 4, num_epochs=2,
+        normalize_obs=True, num_devices=len(jax.devices()),
+    )  # fmt: skip
+    trainer = ppo.make_train(config, env, env_params)
+    keys, hp = jax.random.split(jax.random.key(0), 2), ppo.PPOHParams()
+    identity = checkpoint.run_identity("ppo", "cartpole", env_params, config, hp, 2)
+    ckpts = checkpoint.Checkpoints(work_dir / "ppo", identity)
+    state, metrics, _ = checkpoint.train_in_chunks(trainer, keys, hp, 2, checkpoints=ckpts)
+    ckpts.close()
+    leaf = jax.tree.leaves(state.params)[0]
+    return {
+        "params": distributed.to_host(state.params),
+        "obs_mean": distributed.to_host(state.env.norm.obs.mean),
+        "episodes": np.asarray(metrics["episodes"]),
+        "params_devices": len(leaf.sharding.device_set),
+        "env_devices": len(state.env.obs.sharding.device_set),
+    }
+
+
 def main(coordinator: str, num_processes: int, process_id: int, work_dir: Path) -> None:
     distributed.initialize(coordinator, num_processes, process_id, timeout_s=60)
     mesh = jax.make_mesh((len(jax.devices()),), ("d",))
@@ -88,7 +116,7 @@ def main(coordinator: str, num_processes: int, process_id: int, work_dir: Path) 
         "is_main": distributed.is_main(),
         "collective": collective(mesh),
         "checkpoints": checkpoints(mesh, work_dir / "checkpoints"),
-        # (c) data-parallel training across the processes goes here.
+        "training": training(work_dir),
     }
     tolist = lambda x: x.tolist() if isinstance(x, np.ndarray) else x
     text = json.dumps(jax.tree.map(tolist, results))

@@ -1,11 +1,13 @@
 """The training scripts run end to end and write the documented summary.json."""
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+from test_loggers import wandb_history
 
 ROOT = Path(__file__).resolve().parents[1]
 FIELDS = {
@@ -63,7 +65,14 @@ def test_script_writes_summary_and_curve(algo, tmp_path):
     env = ENV.get(algo, "Probe-4")
     cmd = [sys.executable, str(ROOT / "experiments" / f"{algo}.py"), "--env", env]
     cmd += ["--num-seeds", "2", "--out", str(out), *SMALL[algo]]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    env_vars = dict(os.environ)
+    if algo == "ppo":  # the --wandb-project path too, offline (files in tmp_path only)
+        cmd += ["--wandb-project", "jaxrl-test"]
+        env_vars |= {"WANDB_MODE": "offline", "WANDB_SILENT": "true"}
+        env_vars |= {name: str(tmp_path) for name in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR")}
+    result = subprocess.run(
+        cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env_vars
+    )
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads((out / "summary.json").read_text())
     assert not FIELDS - set(summary), FIELDS - set(summary)
@@ -77,6 +86,11 @@ def test_script_writes_summary_and_curve(algo, tmp_path):
     assert f"{algo} {env}: {updates}/{updates} updates" in result.stdout
     assert "steps/s" in result.stdout
     assert isinstance(summary["eval_return_mean"], float)
+    if algo == "ppo":  # one wandb row per update (fewer than progress.REPORTS), by env steps
+        (run_dir,) = (out / "wandb").glob("offline-run-*")
+        history = wandb_history(run_dir)
+        assert [h["step"]["num"] for h in history] == [64 * u for u in range(1, updates + 1)]
+        assert history[-1]["item"]["update"] == updates
     if algo == "sarsa":
         assert summary["config"]["bootstrap"] == "expected"
     if algo == "q_learning":  # compared with the exact solution of the grid world
@@ -137,6 +151,35 @@ def test_bench_progress_small_run(tmp_path):
     assert summary["results_identical"] is True
     assert summary["ratio_to_no_reports"]["no_reports"] == 1.0
     assert set(summary["run_seconds"]) == {"no_reports", "reports_unwatched", "progress_and_logs"}
+
+
+def test_bench_scaling_small_run(tmp_path):
+    cmd = [sys.executable, str(ROOT / "experiments" / "bench_scaling.py"), "--out", str(tmp_path)]
+    # The script forces its own 4 CPU devices; a count in XLA_FLAGS would win over it.
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    bad = subprocess.run(
+        cmd + ["--devices", "2", "4"], capture_output=True, text=True, timeout=300, env=env
+    )
+    assert bad.returncode != 0 and "it must include 1" in bad.stderr
+    assert not (tmp_path / "summary.json").exists()
+    cmd += ["--num-envs", "8", "--num-seeds", "4", "--total-steps", "2048"]
+    cmd += ["--repeats", "1", "--devices", "1", "4"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary == {"script": "bench_scaling"} | json.loads(
+        (tmp_path / "bench_scaling.json").read_text()
+    )
+    assert summary["device_count"] == 4
+    assert set(summary["target_met"]) == {"single_run", "sweep"}
+    rows = {(r["case"], r["devices"]): r for r in summary["rows"]}
+    assert set(rows) == {(case, d) for case in ("single_run", "sweep") for d in (1, 4)}
+    for (case, _), row in rows.items():
+        assert row["total_env_steps"] == 2048  # 2 updates of 8 envs x 128 steps, either way
+        assert row["compile_seconds"] > 0 and row["run_seconds"] > 0
+        assert row["overhead"] == row["run_seconds"] / rows[case, 1]["run_seconds"]
+        # Split over 4 devices, the same runs (up to float rounding).
+        assert abs(row["final_return_mean"] - rows[case, 1]["final_return_mean"]) < 1e-3
 
 
 def test_script_rejects_bad_config_before_compiling(tmp_path):

@@ -88,3 +88,16 @@ def test_checkpoint_saved_by_both_is_restored_by_both(results, target):
         assert restored["state"] == expected
         assert restored["metrics"] == {"loss": [[0.5, 0.25]]}
         assert all(restored["shardings_as_asked"])
+
+
+def test_ppo_split_over_both_processes_trains_one_set_of_parameters(results):
+    # One PPO run whose 8 envs are split over the 4 devices of both processes, trained
+    # in checkpointed chunks: every device of both processes holds the same parameters
+    # (pmean'd gradients over gloo), and both processes saw the same episodes.
+    first, second = (r["training"] for r in results)
+    for r in (first, second):
+        assert r["params_devices"] == r["env_devices"] == NUM_PROCESSES * LOCAL_DEVICES
+        assert np.sum(r["episodes"]) > 0
+    assert first["params"] == second["params"]
+    assert first["obs_mean"] == second["obs_mean"]
+    assert first["episodes"] == second["episodes"]
