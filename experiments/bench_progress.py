@@ -6,8 +6,8 @@ Three builds of the same run (PPO, ``gymnax:CartPole-v1``, ``--num-seeds`` seeds
 vmapped), each compiled apart and timed as the median of ``--repeats`` runs:
 
 1. ``no_reports``: the loop compiled with the report call taken out (the baseline);
-2. ``reports_unwatched``: the shipped loop, about 100 host callbacks per run, with
-   no ``Progress`` open (each callback returns at once);
+2. ``reports_unwatched``: the shipped loop, ``progress.REPORTS`` (50) host callbacks
+   per run, with no ``Progress`` open (each callback returns at once);
 3. ``progress_and_logs``: the shipped loop inside a ``Progress`` that prints plain
    lines and writes every row to CSV and JSON Lines loggers, as the scripts do.
 
@@ -110,7 +110,7 @@ def main(args: Args) -> dict:
         "env": "gymnax:CartPole-v1",
         "num_seeds": args.num_seeds,
         "total_env_steps": config.num_updates * config.batch_size,
-        "reports_per_run": min(progress.REPORTS, config.num_updates),
+        "reports_per_run": -(-config.num_updates // progress.report_every(config.num_updates)),
         "run_seconds": seconds,
         "ratio_to_no_reports": ratios,
         "overhead_percent": 100 * (ratios["progress_and_logs"] - 1),

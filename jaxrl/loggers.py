@@ -101,20 +101,26 @@ class TensorBoardLogger:
 
 
 class WandbLogger:
-    """Rows to a Weights & Biases run (needs ``wandb``: ``pip install jaxrl[wandb]``);
-    ``kwargs`` go to ``wandb.init`` (project, name, config, mode="offline", ...)."""
+    """Rows to a Weights & Biases run, by env steps (needs ``wandb``: ``pip install
+    jaxrl[wandb]``); ``kwargs`` go to ``wandb.init`` (project, name, config, dir,
+    mode="offline", ...). NaNs (no episode ended) are left out, as in TensorBoard."""
 
     def __init__(self, **kwargs: Any):
         try:
             import wandb
         except ImportError as error:
             raise ImportError("WandbLogger needs wandb: pip install 'jaxrl[wandb]'") from error
-        self._run = wandb.init(**kwargs)
+        self.run = wandb.init(**kwargs)
+        """The ``wandb`` run, for anything else to log to it (artifacts, tables)."""
 
     def log(self, row: dict[str, float]) -> None:
-        self._run.log(
-            {k: v for k, v in row.items() if not math.isnan(v)}, step=int(row["env_steps"])
+        # A row is a whole step: commit it now. With a step and no commit, wandb holds the
+        # row open until a later step arrives, so the dashboard and summary lag one report.
+        self.run.log(
+            {k: v for k, v in row.items() if not math.isnan(v)},
+            step=int(row["env_steps"]),
+            commit=True,
         )
 
     def close(self) -> None:
-        self._run.finish()
+        self.run.finish()

@@ -57,6 +57,15 @@ def test_reports_are_thinned_and_results_unchanged(monkeypatch):
     assert float(state) == float(silent_state) == 25.0
 
 
+def test_reports_are_at_most_reports_plus_the_last(monkeypatch):
+    # 25 updates, 10 reports: every 3rd update (every 2nd would make 12), and the last.
+    monkeypatch.setattr(progress, "REPORTS", 10)
+    train = jax.jit(lambda key, scale: toy_train(key, scale))  # not jit's cached toy_train
+    with progress.Progress(25, 1, stream=io.StringIO()) as bar:
+        jax.block_until_ready(train(jax.random.key(1), 1.0))
+    assert [u for u, _ in bar.history] == [3, 6, 9, 12, 15, 18, 21, 24, 25]
+
+
 def test_loggers_get_one_row_per_report_with_metrics_averaged_over_runs(tmp_path):
     from jaxrl import loggers
 
@@ -95,3 +104,73 @@ def test_csv_logger_appends_under_its_header_and_refuses_new_columns(tmp_path):
         log.log({"update": 3, "loss": 0.1, "extra": 1.0})
     log.close()
     assert (tmp_path / "p.csv").read_text().splitlines() == ["update,loss", "1,0.5", "2,0.25"]
+
+
+class Rows:
+    """A logger that keeps its rows."""
+
+    def __init__(self):
+        self.rows = []
+
+    def log(self, row):
+        self.rows.append(row)
+
+    def close(self):
+        pass
+
+
+def test_a_report_sends_one_array(monkeypatch):
+    # The callback copies each argument on the host (a few hundred us apiece mid-run):
+    # the update and the metrics go as one int32 array [1 + metric, *runs].
+    shapes = []
+    callback = jax.debug.callback
+
+    def spy(fn, *args, **kwargs):
+        shapes.append([(x.shape, x.dtype) for x in jax.tree.leaves(args)])
+        return callback(fn, *args, **kwargs)
+
+    monkeypatch.setattr(jax.debug, "callback", spy)
+    keys = jax.random.split(jax.random.key(0), 4)
+    train = jax.jit(jax.vmap(jax.vmap(toy_train, in_axes=(0, None)), in_axes=(None, 0)))
+    jax.eval_shape(train, keys, jnp.array([1.0, 2.0, 3.0]))
+    # (custom_vmap traces the report at each level of vmap; the last is the one compiled.)
+    assert all(len(args) == 1 for args in shapes)
+    assert shapes[-1] == [((1 + 3, 3, 4), np.int32)]
+
+
+def test_integer_boolean_and_no_metrics_are_reported():
+    def update_step(state, update):
+        metrics = {
+            "episodes": jnp.int32(3),
+            "episode_return_sum": jnp.float32(6.0),
+            "flag": update % 2 == 0,
+        }
+        return state, metrics
+
+    rows = Rows()
+    with progress.Progress(4, 1, stream=io.StringIO(), loggers=[rows]) as bar:
+        jax.block_until_ready(jax.jit(lambda: progress.scan_updates(update_step, 0, 4))())
+    assert [(r["update"], r["episodes"], r["flag"]) for r in rows.rows] == [
+        (1, 3.0, 1.0), (2, 3.0, 0.0), (3, 3.0, 1.0), (4, 3.0, 0.0)
+    ]  # fmt: skip
+    assert bar.history == [(u, 2.0) for u in range(1, 5)]
+    # An agent that logs nothing still moves the bar.
+    with progress.Progress(4, 1, stream=io.StringIO()) as bar:
+        jax.block_until_ready(jax.jit(lambda: progress.scan_updates(lambda s, u: (s, {}), 0, 4))())
+    assert bar.updates_seen == 4
+
+
+def test_update_numbers_past_float32_precision_arrive_exactly():
+    # 20_000_003 is not a float32: the update travels as an int32 beside the metrics' bits.
+    total = 20_000_003
+
+    def update_step(state, update):
+        return state, {"loss": jnp.float32(-1.5), "nan": jnp.float32(jnp.nan)}
+
+    rows = Rows()
+    run = jax.jit(lambda: progress.scan_updates(update_step, 0, 3, start=total - 3, total=total))
+    with progress.Progress(total, 1, stream=io.StringIO(), loggers=[rows]) as bar:
+        jax.block_until_ready(run())
+    assert bar.updates_seen == total
+    assert [r["update"] for r in rows.rows] == [total]
+    assert rows.rows[0]["loss"] == -1.5 and np.isnan(rows.rows[0]["nan"])

@@ -1,0 +1,74 @@
+"""The optional Weights & Biases logger, run offline and read back from its transaction log.
+
+(The CSV, JSON Lines and TensorBoard loggers are tested with ``Progress`` in test_progress.)
+"""
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from jaxrl import loggers
+
+
+@pytest.fixture
+def wandb_offline(tmp_path, monkeypatch):
+    """Nothing touches the network or the home directory: runs go to tmp_path/wandb."""
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    for name in ("WANDB_DIR", "WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
+        monkeypatch.setenv(name, str(tmp_path))
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    return tmp_path
+
+
+def wandb_history(run_dir: Path) -> list[dict]:
+    """The history rows of an offline run, read back from its ``.wandb`` file by
+    ``wandb leet inspect --json`` (one record per line)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "wandb", "leet", "inspect", "--json", str(run_dir)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    return [record["history"] for record in records if record["type"] == "history"]
+
+
+def test_wandb_logger_commits_each_row_at_its_env_steps(wandb_offline):
+    # Rows as Progress writes them: numpy scalars from the device, no return before the
+    # first episode ends (NaN).
+    rows = [
+        {
+            "update": u,
+            "env_steps": 64 * u,
+            "steps_per_second": 1000.0 * u,
+            "episodes": float(u > 1),
+            "return_mean": float(u) if u > 1 else math.nan,
+            "loss": np.float32(0.5**u),
+        }
+        for u in (1, 2, 3)
+    ]
+    log = loggers.WandbLogger(project="jaxrl-test", dir=wandb_offline, config={"lr": 0.1})
+    for row in rows:
+        log.log(row)
+        # Committed at once: the summary is this row's, not the one before.
+        assert log.run.summary["update"] == row["update"]
+        assert log.run.summary["_step"] == row["env_steps"]
+    log.close()
+
+    (run_dir,) = (wandb_offline / "wandb").glob("offline-run-*")
+    (log_file,) = run_dir.glob("run-*.wandb")
+    assert log_file.stat().st_size > 0
+    history = wandb_history(run_dir)
+    assert [h["step"]["num"] for h in history] == [64, 128, 192]
+    items = [h["item"] for h in history]
+    assert [item["update"] for item in items] == [1, 2, 3]
+    assert "return_mean" not in items[0]
+    assert [item["return_mean"] for item in items[1:]] == [2.0, 3.0]
+    np.testing.assert_allclose([item["loss"] for item in items], [0.5, 0.25, 0.125])
