@@ -233,12 +233,15 @@ def run(
         f"{devices * per_run} {jax.default_backend()} device(s), compiling ..."
     )
     out.mkdir(parents=True, exist_ok=True)
-    logs = [loggers.CSVLogger(out / "progress.csv"), loggers.JSONLLogger(out / "progress.jsonl")]
-    if tensorboard:
+    logs = []
+    if main:
+        logs += [
+            loggers.CSVLogger(out / "progress.csv"),
+            loggers.JSONLLogger(out / "progress.jsonl"),
+        ]
+    if main and tensorboard:
         logs.append(loggers.TensorBoardLogger(out / "tensorboard"))
-    if not main:
-        logs = []
-    elif wandb_project:
+    if main and wandb_project:
         wandb_config = {
             "algo": algo, "env": env_name, "env_overrides": env_overrides or {},
             "num_seeds": num_seeds, "seed": seed, "config": dataclasses.asdict(config),

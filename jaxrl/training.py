@@ -3,7 +3,7 @@
 ``make_train(config, env, env_params)`` of every agent returns a ``Trainer``.
 Called as ``trainer(key, hparams)`` it is the whole run, one pure function to
 ``jit`` and ``vmap``, as before. Its two halves are there for what a single call
-cannot do: ``trainer.init(key, hparams)`` builds the complete training state
+cannot do: ``trainer.start(key, hparams)`` builds the complete training state
 (parameters, optimizer state, env state, normaliser statistics, replay buffer,
 RNG key), and ``trainer.chunk(n)`` continues any such state for ``n`` updates.
 Long runs train in jitted chunks with a checkpoint after each
