@@ -50,14 +50,20 @@ CHILD = textwrap.dedent(
 )
 
 
-@pytest.fixture(scope="module")
-def four_devices():
+def on_four_devices(code: str, timeout: int = 600) -> dict:
+    """Run ``code`` in a fresh interpreter with 4 forced CPU devices; its last stdout
+    line, parsed as JSON."""
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
     result = subprocess.run(
-        [sys.executable, "-c", CHILD], capture_output=True, text=True, env=env, timeout=600
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=timeout
     )
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def four_devices():
+    return on_four_devices(CHILD)
 
 
 def test_sharded_runs_equal_the_same_runs_on_one_device(four_devices):
@@ -94,12 +100,7 @@ SWEEP_CHILD = textwrap.dedent(
 
 
 def test_a_sweep_split_over_devices_returns_the_same_runs():
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
-    result = subprocess.run(
-        [sys.executable, "-c", SWEEP_CHILD], capture_output=True, text=True, env=env, timeout=600
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    out = json.loads(result.stdout.strip().splitlines()[-1])
+    out = on_four_devices(SWEEP_CHILD)
     assert out["devices"] == 4 and out["same_rows"]
     assert out["max_abs_diff"] < 1e-4
 
@@ -201,12 +202,7 @@ SPLIT_CHILD = textwrap.dedent(
 
 @pytest.fixture(scope="module")
 def split_runs():
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
-    result = subprocess.run(
-        [sys.executable, "-c", SPLIT_CHILD], capture_output=True, text=True, env=env, timeout=900
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    return on_four_devices(SPLIT_CHILD, timeout=900)
 
 
 @pytest.mark.parametrize("name", ["ppo", "ppo_gru", "pqn", "a2c"])
