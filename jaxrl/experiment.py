@@ -49,6 +49,16 @@ def write_json(path: Path, data: Any) -> None:
     tmp.replace(path)
 
 
+def _closer(log: loggers.Logger) -> Callable[..., bool]:
+    """An ``ExitStack`` exit callback closing ``log``, as failed if an exception is leaving."""
+
+    def close(exc_type, exc, tb) -> bool:
+        log.close(failed=exc_type is not None)
+        return False  # never swallows the exception
+
+    return close
+
+
 def final_returns(metrics: dict[str, Any], fraction: float = FINAL_FRACTION) -> np.ndarray:
     """Per seed: mean return of episodes finished in the last ``fraction`` of updates."""
     sums, counts = np.asarray(metrics["episode_return_sum"]), np.asarray(metrics["episodes"])
@@ -253,7 +263,7 @@ def run(
     )
     with bar, contextlib.ExitStack() as closing:
         for log in logs:
-            closing.callback(log.close)
+            closing.push(_closer(log))
         final_state, metrics, info = checkpoint.train_in_chunks(
             train,
             keys,

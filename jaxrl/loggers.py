@@ -23,7 +23,10 @@ from typing import Any, Protocol
 class Logger(Protocol):
     def log(self, row: dict[str, float]) -> None: ...
 
-    def close(self) -> None: ...
+    def close(self, failed: bool = False) -> None:
+        """Flush and release; ``failed``: the run ended by an exception (a logger that
+        records a run's outcome, such as W&B, marks it failed rather than finished)."""
+        ...
 
 
 class JSONLLogger:
@@ -39,7 +42,7 @@ class JSONLLogger:
         self._file.write(json.dumps(clean) + "\n")
         self._file.flush()
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
         self._file.close()
 
 
@@ -72,7 +75,7 @@ class CSVLogger:
         self._writer.writerow(row)
         self._file.flush()
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
         self._file.close()
 
 
@@ -96,7 +99,7 @@ class TensorBoardLogger:
                 self._writer.add_scalar(name, value, step)
         self._writer.flush()
 
-    def close(self) -> None:
+    def close(self, failed: bool = False) -> None:
         self._writer.close()
 
 
@@ -122,5 +125,5 @@ class WandbLogger:
             commit=True,
         )
 
-    def close(self) -> None:
-        self.run.finish()
+    def close(self, failed: bool = False) -> None:
+        self.run.finish(exit_code=1 if failed else 0)

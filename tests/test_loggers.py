@@ -3,6 +3,7 @@
 (The CSV, JSON Lines and TensorBoard loggers are tested with ``Progress`` in test_progress.)
 """
 
+import contextlib
 import json
 import math
 import subprocess
@@ -12,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from jaxrl import loggers
+from jaxrl import experiment, loggers
 
 
 @pytest.fixture
@@ -26,8 +27,8 @@ def wandb_offline(tmp_path, monkeypatch):
     return tmp_path
 
 
-def wandb_history(run_dir: Path) -> list[dict]:
-    """The history rows of an offline run, read back from its ``.wandb`` file by
+def wandb_records(run_dir: Path) -> list[dict]:
+    """The records of an offline run, read back from its ``.wandb`` file by
     ``wandb leet inspect --json`` (one record per line)."""
     result = subprocess.run(
         [sys.executable, "-m", "wandb", "leet", "inspect", "--json", str(run_dir)],
@@ -36,8 +37,11 @@ def wandb_history(run_dir: Path) -> list[dict]:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    records = [json.loads(line) for line in result.stdout.splitlines()]
-    return [record["history"] for record in records if record["type"] == "history"]
+    return [json.loads(line) for line in result.stdout.splitlines()]
+
+
+def wandb_history(run_dir: Path) -> list[dict]:
+    return [record["history"] for record in wandb_records(run_dir) if record["type"] == "history"]
 
 
 def test_wandb_logger_commits_each_row_at_its_env_steps(wandb_offline):
@@ -72,3 +76,19 @@ def test_wandb_logger_commits_each_row_at_its_env_steps(wandb_offline):
     assert "return_mean" not in items[0]
     assert [item["return_mean"] for item in items[1:]] == [2.0, 3.0]
     np.testing.assert_allclose([item["loss"] for item in items], [0.5, 0.25, 0.125])
+
+
+@pytest.mark.parametrize("failed", [False, True])
+def test_wandb_run_closed_after_an_exception_is_marked_failed(wandb_offline, failed):
+    log = loggers.WandbLogger(project="jaxrl-test", dir=wandb_offline)
+    log.log({"update": 1, "env_steps": 8, "loss": 1.0})
+    # How jaxrl.experiment closes its loggers: through an ExitStack exit callback, which
+    # sees the exception training raised and lets it through.
+    expected = pytest.raises(RuntimeError) if failed else contextlib.nullcontext()
+    with expected, contextlib.ExitStack() as closing:
+        closing.push(experiment._closer(log))
+        if failed:
+            raise RuntimeError("training failed")
+    (run_dir,) = (wandb_offline / "wandb").glob("offline-run-*")
+    (exit_record,) = [r["exit"] for r in wandb_records(run_dir) if r["type"] == "exit"]
+    assert exit_record.get("exit_code", 0) == int(failed)
