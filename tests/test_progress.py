@@ -44,6 +44,19 @@ def test_one_report_per_update_carries_every_runs_metrics():
     assert "steps/s" in lines[-1] and "return 50.0" in lines[-1]
 
 
+class FakeTerminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_a_terminal_stream_gets_the_bar_and_stdout_nothing(capsys):
+    stream = FakeTerminal()
+    with progress.Progress(25, steps_per_update=10, stream=stream):
+        jax.block_until_ready(jax.jit(toy_train)(jax.random.key(0), 1.0))
+    assert "25/25" in stream.getvalue()  # the bar's last refresh, in the stream given
+    assert capsys.readouterr().out == ""
+
+
 def test_reports_are_thinned_and_results_unchanged(monkeypatch):
     monkeypatch.setattr(progress, "REPORTS", 5)
     key = jax.random.key(1)
