@@ -20,8 +20,8 @@ busy spell of a shared machine falls on each alike. Per case and D: compile and 
 seconds, env steps/s, ``overhead`` (run seconds over those at 1 device) and the final
 return. ``bench_scaling.json`` and ``summary.json`` hold the same, with the machine.
 
-On a CPU host the devices are forced (``--force-cpu-devices``, default 4, sets
-``jax_num_cpu_devices`` before jax starts its backend; a
+On a CPU host the devices are forced (``--force-cpu-devices``, default 4,
+``jaxrl.parallel.use_cpu_devices`` before jax starts its backend; a
 ``--xla_force_host_platform_device_count`` already in ``XLA_FLAGS`` wins) and share
 the cores, so the figure is the overhead: the target is a 4-device run costing at
 most 1.25x the 1-device run (``target_met`` per case). On a multi-GPU host the
@@ -34,7 +34,6 @@ CPU backend, so this just leaves it alone), and an overhead below 1 is a speed-u
 from __future__ import annotations
 
 import dataclasses
-import os
 import statistics
 import time
 from pathlib import Path
@@ -68,11 +67,6 @@ class Args:
     """Device counts to measure; 1 (the baseline of the overhead) must be one."""
     force_cpu_devices: int = 4
     """CPU devices to force before jax starts; 0 for jax's default (on a GPU host)."""
-
-
-def force_cpu_devices(count: int) -> None:
-    if count and "xla_force_host_platform_device_count" not in os.environ.get("XLA_FLAGS", ""):
-        jax.config.update("jax_num_cpu_devices", count)  # raises if jax already started
 
 
 def builds(args: Args, case: str, env, params) -> dict[int, tuple]:
@@ -129,7 +123,8 @@ def measure(args: Args, case: str, built: dict[int, tuple]) -> list[dict]:
 
 
 def main(args: Args) -> dict:
-    force_cpu_devices(args.force_cpu_devices)
+    if args.force_cpu_devices:
+        parallel.use_cpu_devices(args.force_cpu_devices)
     if 1 not in args.devices or max(args.devices) > jax.device_count():
         raise ValueError(
             f"--devices {args.devices} is not allowed; it must include 1 and be at most "

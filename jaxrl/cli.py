@@ -143,6 +143,9 @@ class SweepFlags:
     """Runs trained together; batches run in sequence in the same compiled call."""
     devices: int | None = 1
     """Local devices to split the runs over (None: the most that divide them)."""
+    cpu_devices: int | None = None
+    """CPU devices to expose before jax starts (one per core: --devices None then splits
+    the runs over the cores). None: jax's default (one), or XLA_FLAGS's count."""
     eval_episodes: int = 16
     """Greedy evaluation episodes per run (0: none)."""
 
@@ -163,7 +166,7 @@ def parse_grid(pairs: tuple[str, ...], flag: str) -> dict[str, list[Any]]:
 
 
 def sweep(name: str, argv: list[str]) -> Any:
-    from jaxrl import experiment
+    from jaxrl import experiment, parallel
     from jaxrl import sweep as sweeps
 
     algo = ALGOS[name]
@@ -172,6 +175,8 @@ def sweep(name: str, argv: list[str]) -> Any:
         name, config_cls, hparams_cls, algo.default_env, default_config, bases=(SweepFlags,)
     )
     args = tyro.cli(args_cls, args=argv, prog=f"jaxrl sweep {name}")
+    if args.cpu_devices is not None:
+        parallel.use_cpu_devices(args.cpu_devices)
     grid = parse_grid(args.grid, "--grid")
     env_grid = parse_grid(args.env_grid, "--env-grid")
     result = sweeps.sweep(

@@ -354,6 +354,10 @@ class RunArgs:
     devices: int | None = None
     """Local devices to split the seeds over (each trains whole runs); None: the most
     that divide num_seeds. To split each run's envs instead, see --num-devices."""
+    cpu_devices: int | None = None
+    """CPU devices to expose before jax starts (jaxrl.parallel.use_cpu_devices); one per
+    core lets seeds (--devices) or envs (--num-devices) run on separate cores of a CPU
+    host. None: jax's default (one), or XLA_FLAGS's count."""
     env_param: tuple[str, ...] = ()
     """Env params to override, as name=value (e.g. slip=0.2), validated by the env."""
     checkpoint_every: int | None = None
@@ -418,6 +422,8 @@ def main(
     args = tyro.cli(
         args_cls, args=argv, prog=prog, description=f"Train {algo} on a registered environment."
     )
+    if args.cpu_devices is not None:
+        parallel.use_cpu_devices(args.cpu_devices)
     if args.distributed or args.coordinator is not None:
         distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     return run(

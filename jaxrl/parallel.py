@@ -7,10 +7,11 @@ leading (run) axis split over a one-dimensional device mesh with
 no communication between them (the progress reports are per device, see
 ``jaxrl.progress``). With one device it is exactly ``jit(vmap(train))``.
 
-On a CPU host, forcing one XLA device per core
-(``XLA_FLAGS=--xla_force_host_platform_device_count=<cores>``, set before jax is
-imported) runs the shares on separate cores: XLA:CPU otherwise keeps a vmapped
-run of small networks on about one core.
+On a CPU host, one XLA device per core (``use_cpu_devices(cores)`` before jax
+runs anything, the scripts' ``--cpu-devices``, or
+``XLA_FLAGS=--xla_force_host_platform_device_count=<cores>``) runs the shares on
+separate cores: XLA:CPU otherwise keeps a vmapped run of small networks on about
+one core.
 
 ``EnvShards`` is the other split: one run (PPO, PQN, DQN, A2C with
 ``num_devices > 1``) whose ``num_envs`` environments are divided over the
@@ -29,6 +30,7 @@ same code splits the envs over every host's devices.
 from __future__ import annotations
 
 import dataclasses
+import os
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -38,6 +40,30 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 AXIS = "runs"
 ENVS = "envs"
+
+
+def use_cpu_devices(count: int) -> None:
+    """Expose ``count`` XLA CPU devices, so that seeds (``shard_runs``) or envs
+    (``EnvShards``) split over them run on separate cores of a CPU host.
+
+    The same as ``XLA_FLAGS=--xla_force_host_platform_device_count=<count>``, which
+    wins where it is set (this then does nothing). Call it before jax runs anything;
+    afterwards a count other than the current one raises ``RuntimeError``. On an
+    accelerator host the accelerators stay the default devices.
+    """
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise ValueError(f"cpu_devices={count!r} is not allowed; it must be an int >= 1")
+    if "xla_force_host_platform_device_count" in os.environ.get("XLA_FLAGS", ""):
+        return
+    try:
+        jax.config.update("jax_num_cpu_devices", count)
+    except RuntimeError as error:  # jax has started: fine if it already has that many
+        if len(jax.devices("cpu")) != count:
+            raise RuntimeError(
+                f"cpu_devices={count}: jax has already started with "
+                f"{len(jax.devices('cpu'))} CPU device(s); set it before jax runs anything "
+                "(or set XLA_FLAGS=--xla_force_host_platform_device_count before starting)"
+            ) from error
 
 
 def runs_mesh(num_devices: int | None = None) -> Mesh:

@@ -143,10 +143,15 @@ def test_help_lists_config_fields_and_hyperparameters(capsys):
     assert "Replay capacity" in text or "buffer" in text.lower()
 
 
-def test_bad_flags_are_refused_before_training(tmp_path):
+def test_bad_flags_are_refused_before_training(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="stop_after=4 needs checkpoint_every"):
         cli.run(["train", "ppo", *TRAIN, "--out", str(tmp_path / "x"), "--stop-after", "4"])
     with pytest.raises(ValueError, match="is not a run directory"):
         cli.run(["eval", str(tmp_path)])
     with pytest.raises(ValueError, match="--grid 'lr' is not allowed; it must be name=v1,v2"):
         cli.run(["sweep", "ppo", *TRAIN, "--grid", "lr", "--out", str(tmp_path / "s")])
+    # jax has started in this process, with one CPU device.
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    for command in ("train", "sweep"):
+        with pytest.raises(RuntimeError, match="cpu_devices=2: jax has already started"):
+            cli.run([command, "ppo", *TRAIN, "--out", str(tmp_path / "c"), "--cpu-devices", "2"])

@@ -70,6 +70,9 @@ def test_script_writes_summary_and_curve(algo, tmp_path):
         cmd += ["--wandb-project", "jaxrl-test"]
         env_vars |= {"WANDB_MODE": "offline", "WANDB_SILENT": "true"}
         env_vars |= {name: str(tmp_path) for name in ("WANDB_CONFIG_DIR", "WANDB_CACHE_DIR")}
+    if algo == "dqn":  # the 2 seeds split over 2 CPU devices the script exposes itself
+        cmd += ["--cpu-devices", "2"]
+        env_vars.pop("XLA_FLAGS", None)
     result = subprocess.run(
         cmd, capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env_vars
     )
@@ -91,6 +94,8 @@ def test_script_writes_summary_and_curve(algo, tmp_path):
         history = wandb_history(run_dir)
         assert [h["step"]["num"] for h in history] == [64 * u for u in range(1, updates + 1)]
         assert history[-1]["item"]["update"] == updates
+    if algo == "dqn":
+        assert summary["device_count"] == 2 and summary["devices_used"] == 2
     if algo == "sarsa":
         assert summary["config"]["bootstrap"] == "expected"
     if algo == "q_learning":  # compared with the exact solution of the grid world

@@ -115,6 +115,21 @@ def test_device_counts_that_do_not_divide_the_runs_raise():
     assert parallel.devices_for(8) == jax.local_device_count()  # 1 here: divides anything
 
 
+def test_cpu_device_counts_are_checked(monkeypatch):
+    monkeypatch.delenv("XLA_FLAGS", raising=False)
+    for bad in (0, -2, 1.5, True):
+        with pytest.raises(ValueError, match=f"cpu_devices={bad!r} is not allowed"):
+            parallel.use_cpu_devices(bad)
+    # jax has started in this process: its own count is accepted, another is refused.
+    count = len(jax.devices("cpu"))
+    parallel.use_cpu_devices(count)
+    with pytest.raises(RuntimeError, match=f"jax has already started with {count} CPU"):
+        parallel.use_cpu_devices(count + 1)
+    # A count in XLA_FLAGS wins, and nothing is changed.
+    monkeypatch.setenv("XLA_FLAGS", "--xla_force_host_platform_device_count=3")
+    parallel.use_cpu_devices(count + 1)
+
+
 # One run's envs split over 4 devices (jaxrl.parallel.EnvShards), against the same run
 # with the same total envs on one device; then a checkpoint moved between 1 and 4.
 SPLIT_CHILD = textwrap.dedent(
