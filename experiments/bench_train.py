@@ -9,7 +9,7 @@ On gymnax CartPole-v1, jaxrl and rejax 0.1.3 in one process:
   256, Polyak 0.95, target entropy 0.7 log 2), mirrored field by field.
 
 Each at 1 seed and ``--seeds`` vmapped seeds; with several local devices (on a
-CPU host: ``XLA_FLAGS=--xla_force_host_platform_device_count=2`` for 2 cores),
+CPU host: ``--cpu-devices 2`` for 2 cores),
 the multi-seed runs are also timed split over the devices (``jaxrl.parallel``,
 applied to both libraries' train functions alike). Compile time is reported
 apart (``jit(...).lower().compile()``); runs are the median of ``--repeats``
@@ -28,8 +28,7 @@ rejax needs ``pip install -e ".[bench]"``; it unpacks gymnax's old 5-value
 that rejax's ``deepcopy`` of its config does not recurse forever).
 
     python experiments/bench_train.py --out runs/bench-train
-    XLA_FLAGS=--xla_force_host_platform_device_count=2 \
-        python experiments/bench_train.py --algos dqn --out runs/bench-dqn
+    python experiments/bench_train.py --algos dqn --cpu-devices 2 --out runs/bench-dqn
 """
 
 import dataclasses
@@ -67,6 +66,9 @@ class Args:
     """Numbers of vmapped seeds to measure."""
     repeats: int = 3
     """Timed runs per measurement (median reported)."""
+    cpu_devices: int | None = None
+    """CPU devices to expose before jax starts (jaxrl.parallel.use_cpu_devices); with
+    more than one, multi-seed runs are also timed split over them."""
 
 
 class _LegacyStep(LegacyStepAPIWrapper):
@@ -266,6 +268,8 @@ def main(args: Args) -> None:
     unknown = set(args.algos) - set(ALGOS)
     if unknown:
         raise ValueError(f"--algos {sorted(unknown)} not allowed; choose from {sorted(ALGOS)}")
+    if args.cpu_devices is not None:
+        parallel.use_cpu_devices(args.cpu_devices)
     args.out.mkdir(parents=True, exist_ok=True)
     rows = measure(args)
     ratios = ratios_of(rows)
