@@ -38,12 +38,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NamedTuple
 
-import gymnax
 import jax
 import jax.numpy as jnp
 import numpy as np
 import tyro
-from gymnax.wrappers.compat import LegacyStepAPIWrapper
 
 import envs
 from jaxrl import experiment, parallel
@@ -71,11 +69,18 @@ class Args:
     more than one, multi-seed runs are also timed split over them."""
 
 
-class _LegacyStep(LegacyStepAPIWrapper):
-    def __getattr__(self, name):
-        if name == "_env" or name.startswith("__"):
-            raise AttributeError(name)
-        return super().__getattr__(name)
+def _legacy_step(env: Any) -> Any:
+    """``env`` with gymnax's old 5-value ``step``, safe to ``deepcopy``. (gymnax is imported
+    here, not at the top: importing it starts jax, after which --cpu-devices cannot apply.)"""
+    from gymnax.wrappers.compat import LegacyStepAPIWrapper
+
+    class LegacyStep(LegacyStepAPIWrapper):
+        def __getattr__(self, name):
+            if name == "_env" or name.startswith("__"):
+                raise AttributeError(name)
+            return super().__getattr__(name)
+
+    return LegacyStep(env)
 
 
 class Algo(NamedTuple):
@@ -89,11 +94,12 @@ class Algo(NamedTuple):
 
 
 def _rejax(name: str, total_steps: int, **kwargs) -> Any:
+    import gymnax
     import rejax
 
     env, params = gymnax.make("CartPole-v1")
     algo = rejax.get_algo(name).create(
-        env=_LegacyStep(env),
+        env=_legacy_step(env),
         env_params=params,
         total_timesteps=total_steps,
         eval_freq=total_steps,
