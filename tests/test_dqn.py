@@ -12,7 +12,6 @@ import envs
 from envs import inventory
 from jaxrl import replay
 from jaxrl.agents import dqn
-from jaxrl.experiment import final_returns
 from jaxrl.exploration import linear_epsilon
 from jaxrl.rollout import Transition
 
@@ -226,8 +225,5 @@ def test_dqn_inventory_within_10_percent_of_optimum():
 @pytest.mark.slow
 def test_dqn_cartpole_500k():
     # The default config (PureJaxRL's DQN settings, with Double DQN and a 64x64 torso).
-    env, params = envs.make("gymnax:CartPole-v1")
     config = dqn.DQNConfig(total_steps=500_000)
-    train = jax.jit(jax.vmap(dqn.make_train(config, env, params), in_axes=(0, None)))
-    _, metrics = train(jax.random.split(jax.random.key(0), 8), dqn.DQNHParams())
-    assert final_returns(metrics).mean() >= 450, final_returns(metrics)
+    assert common.cartpole_final_return(dqn, config, dqn.DQNHParams()) >= 450

@@ -101,11 +101,8 @@ def test_sarsa_probes(sarsa_probe_runs):
 
 @pytest.mark.slow
 def test_pqn_cartpole_500k():
-    env, params = envs.make("gymnax:CartPole-v1")
     config = pqn.PQNConfig(total_steps=500_000)
-    train = jax.jit(jax.vmap(pqn.make_train(config, env, params), in_axes=(0, None)))
-    _, metrics = train(jax.random.split(jax.random.key(0), 8), pqn.PQNHParams())
-    assert final_returns(metrics).mean() >= 475, final_returns(metrics)
+    assert common.cartpole_final_return(pqn, config, pqn.PQNHParams()) >= 475
 
 
 @pytest.mark.slow
