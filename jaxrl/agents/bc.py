@@ -158,7 +158,7 @@ def make_train(config: BCConfig, env: Any, env_params: Any, expert: Expert) -> T
     """``train(key, hparams) -> (BCState, metrics)``; metrics have a leading iteration
     axis. ``env`` is a training env (auto-reset), e.g. from ``envs.make``. A
     ``jaxrl.training.Trainer`` (one update per iteration), so it also runs in chunks
-    from ``train.init``."""
+    from ``train.start``."""
     from jaxrl.experiment import episode_limit
 
     network = make_network(config, env, env_params)

@@ -223,7 +223,7 @@ def make_train(config: CEMConfig, env: Environment, env_params: Any) -> Trainer:
     axis: ``episode_return_sum`` and ``episodes`` (all candidate episodes), ``return_mean``,
     ``elite_return`` and ``best_return`` (of candidates' mean returns) and ``std_mean``.
     A ``jaxrl.training.Trainer`` (one update per generation), so it also runs in chunks
-    from ``train.init``."""
+    from ``train.start``."""
     network = make_network(config, env, env_params)
     unit_env = C.unit_action_env(env, env_params)
     limit = episode_limit(env, env_params)

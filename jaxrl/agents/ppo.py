@@ -170,7 +170,7 @@ def make_network(config: PPOConfig, env: Any, env_params: Any) -> ActorCritic:
 
 def make_train(config: PPOConfig, env: Any, env_params: Any) -> Trainer:
     """``train(key, hparams) -> (PPOState, metrics)``, metrics with a leading update
-    axis; a ``jaxrl.training.Trainer``, so it also runs in chunks from ``train.init``."""
+    axis; a ``jaxrl.training.Trainer``, so it also runs in chunks from ``train.start``."""
     network = make_network(config, env, env_params)
     shards = parallel.EnvShards(config.num_envs, config.num_devices)
     venv = C.batched_env(env, shards.local_envs, config.max_resets, not network.discrete)

@@ -151,7 +151,7 @@ def make_network(config: PQNConfig, env: Any, env_params: Any):
 
 def make_train(config: PQNConfig, env: Any, env_params: Any) -> Trainer:
     """``train(key, hparams) -> (PQNState, metrics)``, metrics with a leading update
-    axis; a ``jaxrl.training.Trainer``, so it also runs in chunks from ``train.init``."""
+    axis; a ``jaxrl.training.Trainer``, so it also runs in chunks from ``train.start``."""
     network = make_network(config, env, env_params)
     shards = parallel.EnvShards(config.num_envs, config.num_devices)
     venv = C.batched_env(env, shards.local_envs, config.max_resets, continuous=False)

@@ -144,7 +144,7 @@ def make_network(config: ReinforceConfig, env: Any, env_params: Any) -> ActorCri
 
 def make_train(config: ReinforceConfig, env: Any, env_params: Any) -> Trainer:
     """``train(key, hparams) -> (ReinforceState, metrics)``, metrics with a leading update
-    axis; a ``jaxrl.training.Trainer``, so it also runs in chunks from ``train.init``."""
+    axis; a ``jaxrl.training.Trainer``, so it also runs in chunks from ``train.start``."""
     network = make_network(config, env, env_params)
     venv = C.batched_env(env, config.num_envs, config.max_resets, not network.discrete)
     obs_shape = venv.observation_space(env_params).shape

@@ -198,7 +198,7 @@ def make_network(config: SACConfig, env: Any, env_params: Any) -> ActorCritics:
 
 def make_train(config: SACConfig, env: Any, env_params: Any) -> Trainer:
     """``train(key, hparams) -> (SACState, metrics)``, metrics with a leading update
-    axis; a ``jaxrl.training.Trainer``, so it also runs in chunks from ``train.init``."""
+    axis; a ``jaxrl.training.Trainer``, so it also runs in chunks from ``train.start``."""
     networks = make_network(config, env, env_params)
     discrete = networks.critics.num_actions is not None
     venv = C.batched_env(

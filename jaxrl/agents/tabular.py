@@ -133,7 +133,7 @@ def td_update(
 def make_train(config: TabularConfig, env: Any, env_params: Any) -> Trainer:
     """``train(key, hparams) -> (TabularState, metrics)``; metrics have a leading
     record axis (``num_updates`` of them); a ``jaxrl.training.Trainer``, so it also
-    runs in chunks from ``train.init``."""
+    runs in chunks from ``train.start``."""
     num_states, index = state_indexer("TabularConfig", env, env_params)
     spec = C.action_spec("TabularConfig", env, env_params)
     if not spec.discrete:

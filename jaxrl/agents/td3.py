@@ -165,7 +165,7 @@ def make_network(config: TD3Config, env: Any, env_params: Any) -> ActorCritics:
 
 def make_train(config: TD3Config, env: Any, env_params: Any) -> Trainer:
     """``train(key, hparams) -> (TD3State, metrics)``, metrics with a leading update
-    axis; a ``jaxrl.training.Trainer``, so it also runs in chunks from ``train.init``."""
+    axis; a ``jaxrl.training.Trainer``, so it also runs in chunks from ``train.start``."""
     networks = make_network(config, env, env_params)
     venv = C.batched_env(
         C.unit_action_env(env, env_params), config.num_envs, config.max_resets, True

@@ -227,7 +227,7 @@ def policy_step(
 
 def make_train(config: TRPOConfig, env: Any, env_params: Any) -> Trainer:
     """``train(key, hparams) -> (TRPOState, metrics)``, metrics with a leading update
-    axis; a ``jaxrl.training.Trainer``, so it also runs in chunks from ``train.init``."""
+    axis; a ``jaxrl.training.Trainer``, so it also runs in chunks from ``train.start``."""
     network = make_network(config, env, env_params)
     venv = C.batched_env(env, config.num_envs, config.max_resets, not network.discrete)
     obs_shape = venv.observation_space(env_params).shape
