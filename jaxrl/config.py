@@ -327,6 +327,7 @@ def q_network(
     env_params: Any,
     dueling: bool = False,
     layer_norm: bool = False,
+    weight_init: str = "orthogonal",
 ):
     """The ``QNetwork`` for ``env``'s discrete actions from a config's ``hidden_sizes``,
     ``activation`` and ``torso`` fields (shared by every value-based agent)."""
@@ -345,6 +346,7 @@ def q_network(
         obs_ndim=obs_ndim(env, env_params),
         dueling=dueling,
         layer_norm=layer_norm,
+        weight_init=weight_init,
     )
 
 

@@ -86,6 +86,7 @@ def test_epsilon_schedule():
         ({"total_steps": 5}, "DQNConfig.total_steps=5 is less than one rollout"),
         ({"n_step": 0}, "n_step=0 is not allowed"),
         ({"loss": "l1"}, "loss='l1' is not allowed"),
+        ({"weight_init": "xavier"}, "weight_init='xavier' is not allowed"),
         ({"priority_exponent": 1.5}, "priority_exponent=1.5 is not allowed"),
         ({"normalize_obs": True}, "normalize_obs=True is not supported"),
     ],
@@ -99,6 +100,22 @@ def test_bad_configs_raise_before_compiling(kwargs, message):
 def test_tau_outside_unit_interval_raises(tau):
     with pytest.raises(ValueError, match=f"DQNHParams.tau={tau} is not allowed"):
         dqn.DQNHParams(tau=tau).validate()
+
+
+def test_weight_init_option():
+    env, params = envs.make("gymnax:CartPole-v1")
+
+    def hidden_kernel(weight_init):  # the 64x64 layer of the default torso
+        network = dqn.make_network(dqn.DQNConfig(weight_init=weight_init), env, params)
+        weights = network.init(jax.random.key(0), jnp.zeros((1, 4)))
+        (kernel,) = [w for w in jax.tree.leaves(weights) if w.shape == (64, 64)]
+        return np.asarray(kernel)
+
+    orthogonal = hidden_kernel("orthogonal")
+    np.testing.assert_allclose(orthogonal.T @ orthogonal, 2.0 * np.eye(64), atol=1e-4)
+    lecun = hidden_kernel("lecun_normal")  # the default: std 1/sqrt(fan_in), not orthogonal
+    assert abs(lecun.std() - 1 / 8) < 0.01
+    assert np.abs(lecun.T @ lecun - np.diag(np.diag(lecun.T @ lecun))).max() > 0.05
 
 
 def test_continuous_env_raises():
@@ -224,6 +241,7 @@ def test_dqn_inventory_within_10_percent_of_optimum():
 
 @pytest.mark.slow
 def test_dqn_cartpole_500k():
-    # The default config (PureJaxRL's DQN settings, with Double DQN and a 64x64 torso).
+    # The default config (PureJaxRL's DQN settings and LeCun-normal init, with Double
+    # DQN and a 64x64 torso).
     config = dqn.DQNConfig(total_steps=500_000)
     assert common.cartpole_final_return(dqn, config, dqn.DQNHParams()) >= 450

@@ -81,19 +81,23 @@ def test_probe4_and_5_learn_the_best_action(probe_runs):
     common.check_probe4_and_5_actions(probe_runs[4], probe_runs[5], min_prob=0.9)
 
 
-def test_orthogonal_init_without_lapack():
+def test_orthogonal_init_matches_jax_and_is_safe_under_vmap():
     from jaxrl.networks import orthogonal
 
     for shape in [(64, 64), (4, 64), (64, 2), (3, 3, 4, 16)]:
-        w = orthogonal(2.0)(jax.random.key(0), shape).reshape(-1, shape[-1])
+        key = jax.random.key(0)
+        w = orthogonal(2.0)(key, shape)
+        # jax's initialiser draws the same Gaussian matrix and sign-corrects its QR.
+        np.testing.assert_allclose(w, jax.nn.initializers.orthogonal(2.0)(key, shape), atol=1e-6)
+        w = w.reshape(-1, shape[-1])
         small = min(w.shape)
         gram = w.T @ w if w.shape[0] >= w.shape[1] else w @ w.T
         np.testing.assert_allclose(gram, 4.0 * np.eye(small), atol=1e-4)
-    # Batched (vmapped over seeds) init is the case LAPACK's QR deadlocks on.
-    batch = jax.jit(jax.vmap(lambda k: orthogonal()(k, (64, 64))))(
-        jax.random.split(jax.random.key(1), 8)
-    )
-    assert batch.shape == (8, 64, 64) and not np.allclose(batch[0], batch[1])
+    # Batched (vmapped over seeds, twice) init is the case a batched QR deadlocks on.
+    keys = jax.random.split(jax.random.key(1), (2, 4))
+    batch = jax.jit(jax.vmap(jax.vmap(lambda k: orthogonal()(k, (64, 8)))))(keys)
+    assert batch.shape == (2, 4, 64, 8) and not np.allclose(batch[0, 0], batch[0, 1])
+    np.testing.assert_allclose(batch[1, 2], orthogonal()(keys[1, 2], (64, 8)), atol=1e-6)
 
 
 def test_gru_resets_hidden_state_at_episode_starts():
