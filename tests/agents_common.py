@@ -130,13 +130,24 @@ def toy_apply(params, obs):
 TOY = {"logits": jnp.zeros(2), "value": jnp.array(1.0)}
 
 
-def cartpole_final_return(agent: ModuleType, config: Any, hparams: NamedTuple) -> float:
+def report(name: str, value: Any, target: str) -> None:
+    """Print a learning test's measured figure (CI runs the slow tier with ``-s``, so
+    its log records every figure next to its target)."""
+    print(f"\n[learning] {name}: {np.round(np.asarray(value, float), 3)} (target {target})")
+
+
+def check_cartpole_final_return(
+    agent: ModuleType, config: Any, hparams: NamedTuple, minimum: float
+) -> None:
     """Train on CartPole-v1 with 8 vmapped seeds; the mean over seeds of (episode
-    return sum / episodes) over the last 5% of updates."""
+    return sum / episodes) over the last 5% of updates must reach ``minimum``."""
     env, params = envs.make("gymnax:CartPole-v1")
     train = agent.make_train(config, env, params)
     keys = jax.random.split(jax.random.key(0), 8)
     _, metrics = jax.jit(jax.vmap(train, in_axes=(0, None)))(keys, hparams)
     tail = max(1, metrics["episodes"].shape[1] // 20)
     sums = metrics["episode_return_sum"][:, -tail:].sum(1)
-    return float(np.mean(sums / np.maximum(metrics["episodes"][:, -tail:].sum(1), 1)))
+    per_seed = sums / np.maximum(metrics["episodes"][:, -tail:].sum(1), 1)
+    name = agent.__name__.rsplit(".", 1)[-1]
+    report(f"{name} CartPole-v1 final return", per_seed.mean(), f">= {minimum}")
+    assert per_seed.mean() >= minimum, per_seed

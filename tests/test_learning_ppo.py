@@ -2,6 +2,7 @@
 
 from dataclasses import replace
 
+import agents_common as common
 import jax
 import pytest
 
@@ -22,6 +23,7 @@ def train_seeds(env_name, config, hparams, num_seeds=8, **env_overrides):
 
 def test_ppo_cartpole_500k():
     _, _, returns = train_seeds("gymnax:CartPole-v1", ppo.PPOConfig(), ppo.PPOHParams())
+    common.report("PPO CartPole-v1 final return", returns.mean(), ">= 475")
     assert returns.mean() >= 475, returns
 
 
@@ -30,6 +32,7 @@ def test_ppo_fourrooms_within_5_percent_of_optimum():
     env, params, returns = train_seeds("GridWorld-FourRooms", config, ppo.PPOHParams(lr=1e-3))
     raw = env.unwrapped
     optimum = float(params.goal_reward) - float(params.step_cost) * raw.shortest_path_length(params)
+    common.report("PPO FourRooms final return", returns.mean(), f">= 0.95 * {optimum}")
     assert returns.mean() >= 0.95 * optimum, (returns, optimum)
 
 
@@ -39,6 +42,8 @@ def test_recurrent_ppo_solves_memory_chain_where_feed_forward_fails():
     name, length = "gymnax:MemoryChain-bsuite", {"memory_length": 5}
     _, _, feed_forward = train_seeds(name, config, hp, **length)
     _, _, recurrent = train_seeds(name, replace(config, gru_size=64), hp, **length)
+    means = [feed_forward.mean(), recurrent.mean()]
+    common.report("MemoryChain feed-forward, recurrent PPO", means, "|ff| < 0.2, >= 0.95")
     # Reward is +1 for recalling the first observation's bit, -1 otherwise.
     assert abs(feed_forward.mean()) < 0.2, feed_forward
     assert recurrent.mean() >= 0.95, recurrent
@@ -56,6 +61,7 @@ def test_ppo_continuous_pendulum_1m():
     )
     hp = ppo.PPOHParams(lr=1e-3, gamma=0.95, ent_coef=0.0)
     _, _, returns = train_seeds("gymnax:Pendulum-v1", config, hp)
+    common.report("PPO Pendulum-v1 final return", returns.mean(), ">= -300")
     assert returns.mean() >= -300, returns
 
 
@@ -83,4 +89,5 @@ def test_ppo_brax_inverted_pendulum_1m():
 
     keys = jax.random.split(jax.random.key(0), 8)
     metrics, evals = jax.jit(jax.vmap(train_and_evaluate))(keys)
+    common.report("PPO brax inverted_pendulum greedy return", evals.mean(), ">= 900")
     assert evals.mean() >= 900, (evals, final_returns(metrics))

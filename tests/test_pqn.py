@@ -102,7 +102,7 @@ def test_sarsa_probes(sarsa_probe_runs):
 @pytest.mark.slow
 def test_pqn_cartpole_500k():
     config = pqn.PQNConfig(total_steps=500_000)
-    assert common.cartpole_final_return(pqn, config, pqn.PQNHParams()) >= 475
+    common.check_cartpole_final_return(pqn, config, pqn.PQNHParams(), minimum=475)
 
 
 @pytest.mark.slow
@@ -119,4 +119,6 @@ def test_expected_sarsa_fourrooms_within_10_percent_of_optimum():
     optimum = float(params.goal_reward) - float(
         params.step_cost
     ) * env.unwrapped.shortest_path_length(params)
+    ratio = final_returns(metrics).mean() / optimum
+    common.report("Expected SARSA FourRooms return / optimum", ratio, ">= 0.9")
     assert final_returns(metrics).mean() >= 0.9 * optimum, (final_returns(metrics), optimum)
