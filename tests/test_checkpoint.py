@@ -70,7 +70,9 @@ def run_worker(tmp_path, algo, until, out):
     return result.stdout
 
 
-@pytest.mark.parametrize("algo", ["ppo", "dqn"])
+# DQN's case (its replay buffer restored too) runs in the slow tier, to keep the
+# default run under 15 minutes.
+@pytest.mark.parametrize("algo", ["ppo", pytest.param("dqn", marks=pytest.mark.slow)])
 def test_resume_in_a_fresh_process_is_bit_for_bit(tmp_path, algo):
     first = run_worker(tmp_path, algo, 3, tmp_path / "first.npz")
     assert "started at 0 saved [3]" in first

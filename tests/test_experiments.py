@@ -147,6 +147,8 @@ def test_bench_tabular_small_run(tmp_path):
     )
 
 
+# The benchmark scripts' smoke runs compile PPO several times each: slow tier (CI runs it).
+@pytest.mark.slow
 def test_bench_progress_small_run(tmp_path):
     cmd = [sys.executable, str(ROOT / "experiments" / "bench_progress.py"), "--out", str(tmp_path)]
     cmd += ["--num-seeds", "2", "--total-steps", "4096", "--repeats", "1"]
@@ -158,6 +160,7 @@ def test_bench_progress_small_run(tmp_path):
     assert set(summary["run_seconds"]) == {"no_reports", "reports_unwatched", "progress_and_logs"}
 
 
+@pytest.mark.slow
 def test_bench_scaling_small_run(tmp_path):
     cmd = [sys.executable, str(ROOT / "experiments" / "bench_scaling.py"), "--out", str(tmp_path)]
     # The script forces its own 4 CPU devices; a count in XLA_FLAGS would win over it.
