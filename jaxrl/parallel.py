@@ -2,9 +2,9 @@
 parallel environments split over devices (data parallel).
 
 ``shard_runs(train)`` is ``jit(vmap(train))`` whose mapped arguments have their
-leading (run) axis split over a one-dimensional device mesh with
-``jax.sharding.NamedSharding``: each device trains its share of the runs, with
-no communication between them (the progress reports are per device, see
+leading (run) axis split over a one-dimensional device mesh (``jax.shard_map``
+of the ``vmap``): each device trains its share of the runs, with no
+communication between them (the progress reports are per device, see
 ``jaxrl.progress``). With one device it is exactly ``jit(vmap(train))``.
 
 On a CPU host, one XLA device per core (``use_cpu_devices(cores)`` before jax
@@ -98,7 +98,8 @@ def shard_runs(
     in_axes: Sequence[int | None] = (0, None),
     num_devices: int | None = None,
 ) -> Callable[..., Any]:
-    """``jit(vmap(train, in_axes))`` with the runs split over devices.
+    """``jit(vmap(train, in_axes))`` with the runs split over devices (each device
+    vmaps its share, under ``jax.shard_map``).
 
     Args:
         train: e.g. an agent's ``train(key, hparams)``.
@@ -115,11 +116,24 @@ def shard_runs(
     if any(axis not in (0, None) for axis in in_axes):
         raise ValueError(f"in_axes={tuple(in_axes)} is not allowed; each must be 0 or None")
     mesh = runs_mesh(devices_for(num_runs, num_devices))
+    mapped = jax.vmap(train, in_axes=tuple(in_axes))
+    if mesh.size == 1:
+        return jax.jit(mapped)
+    # shard_map, not a sharded jit of the vmap: each device vmaps its own runs, so
+    # nothing batched over runs (the predicate of a while loop under vmap, such as
+    # the minibatch shuffle's cycle walking) becomes a reduction across devices. A
+    # sharded jit let XLA partition that with an all-reduce per loop iteration (and
+    # all-gather the seeds for the orthogonal init): PPO, 8 seeds on 2 CPU devices,
+    # 13.2 s there against 8.9 s here.
+    specs = tuple(PartitionSpec() if axis is None else PartitionSpec(AXIS) for axis in in_axes)
+    # No collectives in the body, so the varying-axes check has nothing to guard (and
+    # would reject scans whose carries start from replicated values).
+    per_device = jax.shard_map(
+        mapped, mesh=mesh, in_specs=specs, out_specs=PartitionSpec(AXIS), check_vma=False
+    )
     split, shared = NamedSharding(mesh, PartitionSpec(AXIS)), NamedSharding(mesh, PartitionSpec())
     shardings = tuple(shared if axis is None else split for axis in in_axes)
-    return jax.jit(
-        jax.vmap(train, in_axes=tuple(in_axes)), in_shardings=shardings, out_shardings=split
-    )
+    return jax.jit(per_device, in_shardings=shardings, out_shardings=split)
 
 
 def envs_mesh(num_devices: int) -> Mesh:

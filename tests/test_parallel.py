@@ -22,7 +22,7 @@ CHILD = textwrap.dedent(
     import jax, numpy as np
     import envs
     from jaxrl import parallel, progress
-    from jaxrl.agents import dqn
+    from jaxrl.agents import dqn, ppo
 
     env, params = envs.make("gymnax:CartPole-v1")
     config = dqn.DQNConfig(num_envs=4, rollout_len=8, total_steps=4 * 8 * 6, learning_starts=32,
@@ -39,7 +39,15 @@ CHILD = textwrap.dedent(
                for a, b in zip(jax.tree.leaves((one[0].params, one[1])),
                                jax.tree.leaves((four[0].params, four[1]))))
     returns = one[1]["episode_return_sum"].sum(0) / np.maximum(one[1]["episodes"].sum(0), 1)
+    # PPO batches two loops over its runs: the orthogonal init's per-seed QRs and the
+    # minibatch shuffle's cycle walking (a while loop whose predicate vmap reduces over
+    # the runs); compiled sharded, neither may need a collective.
+    ppo_config = ppo.PPOConfig(num_envs=4, rollout_len=8, total_steps=4 * 8 * 2)
+    ppo_train = ppo.make_train(ppo_config, env, params)
+    text = parallel.shard_runs(ppo_train, 8).lower(keys, ppo.PPOHParams()).compile().as_text()
+    ops = ("all-reduce(", "all-gather(", "all-to-all(", "collective-permute(", "reduce-scatter(")
     print(json.dumps({
+        "ppo_collectives": sum(text.count(op) for op in ops),
         "devices": len(leaf.sharding.device_set),
         "max_abs_diff": diff,
         "history": bar.history,
@@ -69,6 +77,11 @@ def four_devices():
 def test_sharded_runs_equal_the_same_runs_on_one_device(four_devices):
     assert four_devices["devices"] == 4
     assert four_devices["max_abs_diff"] < 1e-5
+
+
+def test_sharded_runs_never_talk_to_each_other(four_devices):
+    # Each device vmaps its own runs (shard_map): no cross-device op in the program.
+    assert four_devices["ppo_collectives"] == 0
 
 
 def test_progress_adds_up_the_devices_shares(four_devices):
