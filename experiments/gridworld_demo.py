@@ -6,7 +6,6 @@ compared with the shortest-path optimum, plus a GIF of one episode.
 """
 
 import dataclasses
-import json
 import time
 from pathlib import Path
 
@@ -17,6 +16,8 @@ import tyro
 import envs
 from envs.gridworld import render_rollout, save_gif
 from envs.vector import VecEnv
+from jaxrl.experiment import write_json
+from jaxrl.provenance import machine
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,12 +104,10 @@ def main(args: Args) -> None:
         "compile_seconds": compile_seconds,
         "run_seconds": run_seconds,
         "env_steps_per_second": steps / run_seconds,
-        "jax_version": jax.__version__,
-        "backend": jax.default_backend(),
-        "device_count": jax.device_count(),
+        **machine(),
         "config": {k: str(v) for k, v in dataclasses.asdict(args).items()},
     }
-    (args.out / "summary.json").write_text(json.dumps(summary, indent=2))
+    write_json(args.out / "summary.json", summary)
 
 
 if __name__ == "__main__":
