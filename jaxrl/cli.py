@@ -73,6 +73,7 @@ COMMANDS = {
     "export": "export a run's policy to a self-contained artifact",
     "serve": "answer HTTP JSON requests with an exported policy",
     "envs": "list the registered environments",
+    "presets": "list the presets (measured settings per algorithm and env) and their results",
 }
 
 
@@ -109,7 +110,7 @@ def run(argv: list[str]) -> Any:
         name = _pick(rest, ALGOS, f"jaxrl {command}", "algorithm")
         return (train if command == "train" else sweep)(name, rest[1:])
     commands = {"eval": evaluate, "plot": plot, "render": render, "export": export}
-    return (commands | {"serve": serve, "envs": list_envs})[command](rest)
+    return (commands | {"serve": serve, "envs": list_envs, "presets": list_presets})[command](rest)
 
 
 def train(name: str, argv: list[str]) -> dict[str, Any]:
@@ -148,6 +149,9 @@ class SweepFlags:
     the runs over the cores). None: jax's default (one), or XLA_FLAGS's count."""
     eval_episodes: int = 16
     """Greedy evaluation episodes per run (0: none)."""
+    preset: str = "auto"
+    """Settings to start from: 'auto' (the preset for this algorithm and env, if any),
+    'none' (the algorithm's defaults) or a name ALGO@ENV; --grid and flags override."""
 
 
 def parse_grid(pairs: tuple[str, ...], flag: str) -> dict[str, list[Any]]:
@@ -171,8 +175,11 @@ def sweep(name: str, argv: list[str]) -> Any:
 
     algo = ALGOS[name]
     module, config_cls, hparams_cls, default_config = algo.load()
+    preset, config, hparams = experiment.preset_defaults(
+        name, argv, algo.default_env, default_config, hparams_cls()
+    )
     args_cls = experiment.args_class(
-        name, config_cls, hparams_cls, algo.default_env, default_config, bases=(SweepFlags,)
+        name, config_cls, hparams_cls, algo.default_env, config, hparams, bases=(SweepFlags,)
     )
     args = tyro.cli(args_cls, args=argv, prog=f"jaxrl sweep {name}")
     if args.cpu_devices is not None:
@@ -194,6 +201,7 @@ def sweep(name: str, argv: list[str]) -> Any:
         **result.info,
         "score": score,
         "points": _point_stats(points, swept) if swept else [],
+        "preset": None if preset is None else preset.record(),
     }
     experiment.write_json(args.out / "summary.json", summary)
     print(result.table.to_string(max_rows=40))
@@ -472,6 +480,25 @@ def list_envs(argv: list[str]) -> list[str]:
     print(f"{'gymnax:<id>':<{width}}every gymnax environment, e.g. gymnax:CartPole-v1")
     print(f"{'brax:<name>':<{width}}every Brax environment, e.g. brax:ant")
     return names
+
+
+def list_presets(argv: list[str]) -> list[str]:
+    """``jaxrl presets [ALGO ...]``: every preset (or those of the named algorithms)
+    with the result it should reach and where it comes from."""
+    from jaxrl import presets
+
+    unknown = [a for a in argv if a not in ALGOS]
+    if unknown:
+        print(f"jaxrl presets: unknown algorithm(s) {unknown}; allowed: {sorted(ALGOS)}",
+              file=sys.stderr)  # fmt: skip
+        raise SystemExit(2)
+    chosen = [p for p in presets.all_presets() if not argv or p.algo in argv]
+    for preset in chosen:
+        print(preset.describe())
+        print(f"    reproduce: {preset.result['command']}")
+    if not chosen:
+        print("no presets for " + ", ".join(argv))
+    return [p.name for p in chosen]
 
 
 if __name__ == "__main__":

@@ -13,7 +13,7 @@ import builtins
 import contextlib
 import dataclasses
 import json
-import os
+import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -24,21 +24,12 @@ import jax.numpy as jnp
 import numpy as np
 
 import envs
-from jaxrl import checkpoint, distributed, loggers, parallel
+from jaxrl import checkpoint, distributed, loggers, parallel, presets
 from jaxrl.evaluate import evaluate
 from jaxrl.progress import Progress
+from jaxrl.provenance import machine
 
 FINAL_FRACTION = 0.05
-
-
-def machine() -> dict[str, Any]:
-    """What every summary.json records about where it ran."""
-    return {
-        "jax_version": jax.__version__,
-        "backend": jax.default_backend(),
-        "device_count": jax.device_count(),
-        "cpu_count": os.cpu_count(),
-    }
 
 
 def write_json(path: Path, data: Any) -> None:
@@ -171,6 +162,7 @@ def run(
     log_every: int = 1,
     tensorboard: bool = False,
     wandb_project: str | None = None,
+    preset: presets.Preset | None = None,
 ) -> dict[str, Any]:
     """Train ``num_seeds`` seeds in one compiled call and write the run directory.
 
@@ -278,12 +270,12 @@ def run(
     if jax.process_count() > 1:  # the global arrays' values, here (typed keys as key data)
         final_state = distributed.to_host(checkpoint.plain(final_state))
     updates_done = int(np.asarray(metrics["episodes"]).shape[-1]) * log_every
-    eval_return = None
+    eval_return, eval_per_seed = None, None
     if make_policy is not None:
         evals = evaluate_runs(
             make_policy, config, env_name, env_overrides, final_state, eval_episodes, seed + 1
         )
-        eval_return = float(evals.mean())
+        eval_return, eval_per_seed = float(evals.mean()), evals.tolist()
 
     per_seed = final_returns(metrics)
     total_steps = updates_done * steps_per_update
@@ -314,6 +306,7 @@ def run(
         "final_return_ci95": [low, high],
         "final_return_per_seed": per_seed.tolist(),
         "eval_return_mean": eval_return,
+        "eval_return_per_seed": eval_per_seed,
         "compile_seconds": compile_seconds,
         "run_seconds": run_seconds,
         "env_steps_per_second": rate,
@@ -323,6 +316,7 @@ def run(
         "processes": jax.process_count(),
         "config": dataclasses.asdict(config),
         "hparams": {k: float(v) for k, v in hparams._asdict().items()},
+        "preset": None if preset is None else preset.record(),
     }
     if extra_summary is not None:
         summary |= extra_summary(summary, config, env, env_params, final_state, hparams)
@@ -382,6 +376,10 @@ class RunArgs:
     """Processes taking part (multi-process runs launched by hand)."""
     process_id: int | None = None
     """This process's index in [0, num_processes) (multi-process runs launched by hand)."""
+    preset: str = "auto"
+    """Settings to start from: 'auto' (the preset for this algorithm and env, if any;
+    jaxrl presets lists them), 'none' (the algorithm's defaults) or a name ALGO@ENV.
+    Flags given explicitly override single fields of the preset."""
 
 
 def parse_env_params(pairs: tuple[str, ...]) -> dict[str, Any]:
@@ -418,7 +416,11 @@ def main(
     (``extra_summary`` as there). ``argv`` None: ``sys.argv``."""
     import tyro
 
-    args_cls = args_class(algo, config_cls, hparams_cls, default_env, default_config)
+    argv = sys.argv[1:] if argv is None else argv
+    preset, config, hparams = preset_defaults(
+        algo, argv, default_env, default_config or config_cls(), hparams_cls()
+    )
+    args_cls = args_class(algo, config_cls, hparams_cls, default_env, config, hparams)
     args = tyro.cli(
         args_cls, args=argv, prog=prog, description=f"Train {algo} on a registered environment."
     )
@@ -431,8 +433,24 @@ def main(
         make_policy=make_policy, devices=args.devices, extra_summary=extra_summary,
         env_overrides=parse_env_params(args.env_param), checkpoint_every=args.checkpoint_every,
         max_to_keep=args.max_to_keep, stop_after=args.stop_after, log_every=args.log_every,
-        tensorboard=args.tensorboard, wandb_project=args.wandb_project,
+        tensorboard=args.tensorboard, wandb_project=args.wandb_project, preset=preset,
     )  # fmt: skip
+
+
+def preset_defaults(
+    algo: str, argv: list[str], default_env: str, config: Any, hparams: Any
+) -> tuple[presets.Preset | None, Any, Any]:
+    """``(preset, config, hparams)``: the defaults a command line starts from, with the
+    preset that ``--preset`` (default ``auto``) and ``--env`` pick for ``algo`` applied
+    and announced. Read from ``argv`` before tyro parses it, so that explicit flags
+    override single fields of the preset."""
+    env = presets.flag_value(argv, "--env") or default_env
+    choice = presets.flag_value(argv, "--preset") or presets.AUTO
+    preset = presets.choose(algo, env, choice)
+    presets.announce(algo, env, preset, choice)
+    if preset is not None:
+        config, hparams = preset.apply(config, hparams)
+    return preset, config, hparams
 
 
 def args_class(
@@ -441,6 +459,7 @@ def args_class(
     hparams_cls: type,
     default_env: str = RunArgs.env,
     default_config: Any = None,
+    default_hparams: Any = None,
     bases: tuple[type, ...] = (RunArgs,),
 ) -> type:
     """A frozen dataclass of ``bases``' flags plus ``env``, ``config`` and ``hparams``,
@@ -460,7 +479,7 @@ def args_class(
             (
                 "hparams",
                 Annotated[hparams_cls, tyro.conf.OmitArgPrefixes],
-                dataclasses.field(default=hparams_cls()),
+                dataclasses.field(default=default_hparams or hparams_cls()),
             ),
         ],
         bases=bases,

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 FIELDS = {
     "algo", "env", "num_seeds", "total_env_steps", "final_return_mean", "final_return_per_seed",
     "eval_return_mean", "compile_seconds", "run_seconds", "env_steps_per_second",
-    "jax_version", "backend", "device_count", "config", "hparams",
+    "jax_version", "backend", "device_count", "config", "hparams", "versions", "cpu",
 }  # fmt: skip
 SMALL = {
     "ppo": ["--num-envs", "4", "--rollout-len", "16", "--total-steps", "2048"],
@@ -80,6 +80,10 @@ def test_script_writes_summary_and_curve(algo, tmp_path):
     summary = json.loads((out / "summary.json").read_text())
     assert not FIELDS - set(summary), FIELDS - set(summary)
     assert summary["algo"] == algo and summary["num_seeds"] == 2
+    # The whole stack's versions and the CPU: what decides whether a rerun is bit-exact.
+    assert summary["versions"]["jax"] == summary["jax_version"]
+    assert summary["versions"]["jaxlib"] and summary["versions"]["flax"]
+    assert summary["cpu"]["usable_cores"] >= 1
     assert len(summary["final_return_per_seed"]) == 2
     updates, steps = BUDGET.get(algo, (2048 // (4 * 16), 2048))
     assert summary["total_env_steps"] == steps
@@ -89,6 +93,8 @@ def test_script_writes_summary_and_curve(algo, tmp_path):
     assert f"{algo} {env}: {updates}/{updates} updates" in result.stdout
     assert "steps/s" in result.stdout
     assert isinstance(summary["eval_return_mean"], float)
+    per_seed = summary["eval_return_per_seed"]
+    assert len(per_seed) == 2 and abs(sum(per_seed) / 2 - summary["eval_return_mean"]) < 1e-4
     if algo == "ppo":  # one wandb row per update (fewer than progress.REPORTS), by env steps
         (run_dir,) = (out / "wandb").glob("offline-run-*")
         history = wandb_history(run_dir)
@@ -161,6 +167,22 @@ def test_bench_progress_small_run(tmp_path):
 
 
 @pytest.mark.slow
+def test_reproducibility_rerun_is_bit_identical(tmp_path):
+    cmd = [sys.executable, str(ROOT / "experiments" / "reproducibility.py"), "--out", str(tmp_path)]
+    bad = subprocess.run(cmd + ["--settings", "nope"], capture_output=True, text=True, timeout=60)
+    assert bad.returncode != 0 and "choose from" in bad.stderr
+    cmd += ["--total-steps", "2048", "--settings", "default", "rerun", "one_core"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["reference"] == "default" and summary["versions"]["jax"]
+    for agent in ("trpo", "ppo"):
+        rerun = summary["results"]["rerun"][agent]
+        assert rerun["bit_identical"] is True  # same process settings: bit for bit
+        assert summary["results"]["one_core"][agent]["final_return"] > 0
+
+
+@pytest.mark.slow
 def test_bench_scaling_small_run(tmp_path):
     cmd = [sys.executable, str(ROOT / "experiments" / "bench_scaling.py"), "--out", str(tmp_path)]
     # The script forces its own 4 CPU devices; a count in XLA_FLAGS would win over it.
@@ -229,6 +251,7 @@ def test_bandits_script_writes_summary_and_regret_plot(env, algorithms, tmp_path
     common = {
         "algo", "env", "num_runs", "num_steps", "compile_seconds", "run_seconds",
         "jax_version", "backend", "device_count", "cpu_count", "regret_plot", "algorithms",
+        "versions", "cpu",
     }  # fmt: skip
     assert not common - set(summary), common - set(summary)
     assert summary["algo"] == "bandits" and summary["env"] == env

@@ -1,0 +1,167 @@
+"""Presets: named, measured settings for one (algorithm, environment) pair.
+
+A preset is data, one TOML file per env family beside this module (``gymnax.toml``,
+``builtin.toml``, ...), readable and diffable. Each ``[[preset]]`` entry holds:
+
+- ``algo``: the name ``jaxrl train`` uses (``ppo``, ``dqn``, ``sarsa``, ...);
+- ``env``: the registered env name;
+- ``config`` and ``hparams``: the fields that differ from the algorithm's defaults
+  (anything not named keeps its default);
+- ``source``: where the values come from (a peer's shipped config, a paper, or
+  the ``jaxrl tune`` command that found them);
+- ``result``: what it reaches, measured: ``metric``, ``mean``, ``spread`` (the
+  lowest and highest seed), ``seeds``, ``env_steps``, ``wall_seconds``,
+  ``machine``, ``date`` and the ``command`` that reproduces it.
+
+``jaxrl train ALGO --env NAME`` (and every ``experiments/`` script and
+``jaxrl sweep``) applies the preset for the pair when there is one, says which,
+and records it in ``summary.json``; explicit flags override single fields and
+``--preset none`` gives the bare defaults. In Python::
+
+    preset = presets.get("ppo", "gymnax:Acrobot-v1")
+    config, hparams = preset.apply(ppo.PPOConfig(), ppo.PPOHParams())
+
+TOML rather than YAML or Python: ``tomllib`` is in the standard library, the
+files hold nothing but values, and a diff of one shows exactly what changed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import tomllib
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+FIELDS = {"algo", "env", "source", "config", "hparams", "result"}
+RESULT_FIELDS = {
+    "metric", "mean", "spread", "seeds", "env_steps", "wall_seconds", "machine", "date",
+    "command",
+}  # fmt: skip
+AUTO, NONE = "auto", "none"
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    algo: str
+    env: str
+    source: str
+    config: Mapping[str, Any]
+    hparams: Mapping[str, Any]
+    result: Mapping[str, Any]
+    file: str
+
+    @property
+    def name(self) -> str:
+        return f"{self.algo}@{self.env}"
+
+    def apply(self, config: Any, hparams: Any) -> tuple[Any, Any]:
+        """``(config, hparams)`` with this preset's fields replaced (the config is
+        validated again by its ``__post_init__``)."""
+        for what, values, obj in (("config", self.config, config), ("hparams", self.hparams,
+                                                                     hparams)):  # fmt: skip
+            fields = obj._fields if hasattr(obj, "_fields") else obj.__dataclass_fields__
+            unknown = sorted(set(values) - set(fields))
+            if unknown:
+                raise ValueError(
+                    f"preset {self.name} ({self.file}): {what} field(s) {unknown} are not "
+                    f"fields of {type(obj).__name__}; allowed: {sorted(fields)}"
+                )
+        config = dataclasses.replace(config, **_tuples(self.config))
+        return config, hparams._replace(**self.hparams)
+
+    def describe(self) -> str:
+        """One line: the preset, its expected result and where it comes from."""
+        r = self.result
+        low, high = r["spread"]
+        return (
+            f"{self.name}: {r['metric']} {r['mean']:g} (seeds {low:g}..{high:g}, "
+            f"{r['seeds']} seeds, {r['env_steps']:,} env steps, {r['wall_seconds']:g} s on "
+            f"{r['machine']}, {r['date']}); from {self.source}"
+        )
+
+    def record(self) -> dict[str, Any]:
+        """What ``summary.json`` keeps of the preset."""
+        return {"name": self.name, "file": self.file, "source": self.source,
+                "config": dict(self.config), "hparams": dict(self.hparams),
+                "expected": dict(self.result)}  # fmt: skip
+
+
+def _tuples(values: Mapping[str, Any]) -> dict[str, Any]:
+    # TOML arrays load as lists; config fields such as hidden_sizes are tuples.
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+
+
+def _check(entry: dict, file: str) -> None:
+    where = f"{file}: preset {entry.get('algo')}@{entry.get('env')}"
+    missing, extra = FIELDS - set(entry), set(entry) - FIELDS
+    if missing or extra:
+        raise ValueError(f"{where}: missing {sorted(missing)}, unknown {sorted(extra)}")
+    missing = RESULT_FIELDS - set(entry["result"])
+    if missing:
+        raise ValueError(f"{where}: result lacks {sorted(missing)}")
+
+
+@cache
+def all_presets() -> tuple[Preset, ...]:
+    """Every preset in the TOML files beside this module, in file order."""
+    out, seen = [], set()
+    for path in sorted(Path(__file__).parent.glob("*.toml")):
+        for entry in tomllib.loads(path.read_text())["preset"]:
+            _check(entry, path.name)
+            preset = Preset(
+                entry["algo"], entry["env"], entry["source"], entry["config"],
+                entry["hparams"], entry["result"], path.name,
+            )  # fmt: skip
+            if preset.name in seen:
+                raise ValueError(f"{path.name}: preset {preset.name} is defined twice")
+            seen.add(preset.name)
+            out.append(preset)
+    return tuple(out)
+
+
+def get(algo: str, env: str) -> Preset | None:
+    """The preset for ``algo`` on ``env``, or None where there is none."""
+    return next((p for p in all_presets() if p.algo == algo and p.env == env), None)
+
+
+def choose(algo: str, env: str, choice: str = AUTO) -> Preset | None:
+    """The preset a run uses: ``auto`` (the pair's, if any), ``none``, or a preset
+    name ``ALGO@ENV`` (which must exist and be for ``algo``)."""
+    if choice == NONE:
+        return None
+    if choice == AUTO:
+        return get(algo, env)
+    names = {p.name: p for p in all_presets()}
+    if choice not in names:
+        raise ValueError(
+            f"--preset {choice!r} is not allowed; it must be 'auto', 'none' or one of "
+            f"{sorted(names)}"
+        )
+    if names[choice].algo != algo:
+        raise ValueError(f"--preset {choice!r} is for {names[choice].algo}, not {algo}")
+    return names[choice]
+
+
+def flag_value(argv: list[str], flag: str) -> str | None:
+    """The value given to ``flag`` in ``argv`` (``--flag V`` or ``--flag=V``), the last
+    one if repeated; None if absent. Read before tyro parses, since the preset decides
+    the defaults tyro shows and fills in."""
+    value = None
+    for i, arg in enumerate(argv):
+        if arg == flag and i + 1 < len(argv):
+            value = argv[i + 1]
+        elif arg.startswith(flag + "="):
+            value = arg.partition("=")[2]
+    return value
+
+
+def announce(algo: str, env: str, preset: Preset | None, choice: str) -> None:
+    """Say which preset a run uses (or why none)."""
+    if preset is not None:
+        print(f"preset {preset.describe()}")
+    elif choice == NONE:
+        print(f"preset: none (--preset none): {algo}'s defaults on {env}")
+    else:
+        print(f"preset: none for {algo} on {env} (jaxrl presets lists them): {algo}'s defaults")
