@@ -130,10 +130,20 @@ def toy_apply(params, obs):
 TOY = {"logits": jnp.zeros(2), "value": jnp.array(1.0)}
 
 
+SEED_SET = 0
+"""The learning tests' seed set (``pytest --seed-set K``; set by conftest.py)."""
+
+
+def learning_keys(num_seeds: int) -> jax.Array:
+    """The ``[num_seeds]`` keys a learning test trains: split from ``key(SEED_SET)``."""
+    return jax.random.split(jax.random.key(SEED_SET), num_seeds)
+
+
 def report(name: str, value: Any, target: str) -> None:
     """Print a learning test's measured figure (CI runs the slow tier with ``-s``, so
-    its log records every figure next to its target)."""
-    print(f"\n[learning] {name}: {np.round(np.asarray(value, float), 3)} (target {target})")
+    its log records every figure next to its target, with the seed set)."""
+    figure = np.round(np.asarray(value, float), 3)
+    print(f"\n[learning] {name}: {figure} (target {target}; seed set {SEED_SET})")
 
 
 def check_cartpole_final_return(
@@ -143,7 +153,7 @@ def check_cartpole_final_return(
     return sum / episodes) over the last 5% of updates must reach ``minimum``."""
     env, params = envs.make("gymnax:CartPole-v1")
     train = agent.make_train(config, env, params)
-    keys = jax.random.split(jax.random.key(0), 8)
+    keys = learning_keys(8)
     _, metrics = jax.jit(jax.vmap(train, in_axes=(0, None)))(keys, hparams)
     tail = max(1, metrics["episodes"].shape[1] // 20)
     sums = metrics["episode_return_sum"][:, -tail:].sum(1)

@@ -229,7 +229,7 @@ def test_dqn_inventory_within_10_percent_of_optimum():
     config = dqn.DQNConfig(total_steps=200_000, learning_starts=5_000, buffer_size=20_000)
     hp = dqn.DQNHParams(lr=1e-3, gamma=0.9, eps_decay_fraction=0.3)
     train = jax.jit(jax.vmap(dqn.make_train(config, env, params), in_axes=(0, None)))
-    state, _ = train(jax.random.split(jax.random.key(0), 8), hp)
+    state, _ = train(common.learning_keys(8), hp)
     # Each seed's greedy policy on every stock level, valued exactly on the model.
     obs = jnp.asarray(model.states, jnp.float32)
     q = jax.vmap(dqn.make_network(config, env, params).apply, in_axes=(0, None))(state.params, obs)

@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow
 def train_seeds(env_name, config, hparams, num_seeds=8, **env_overrides):
     env, params = envs.make(env_name, **env_overrides)
     train = jax.jit(jax.vmap(ppo.make_train(config, env, params), in_axes=(0, None)))
-    _, metrics = train(jax.random.split(jax.random.key(0), num_seeds), hparams)
+    _, metrics = train(common.learning_keys(num_seeds), hparams)
     return env, params, final_returns(metrics)
 
 
@@ -87,7 +87,7 @@ def test_ppo_brax_inverted_pendulum_1m():
         act = ppo.make_policy(config, env, params, state)
         return metrics, evaluate(eval_env, params, act, jax.random.key(1), 8, 1000).mean()
 
-    keys = jax.random.split(jax.random.key(0), 8)
+    keys = common.learning_keys(8)
     metrics, evals = jax.jit(jax.vmap(train_and_evaluate))(keys)
     common.report("PPO brax inverted_pendulum greedy return", evals.mean(), ">= 900")
     assert evals.mean() >= 900, (evals, final_returns(metrics))

@@ -113,7 +113,7 @@ def test_expected_sarsa_fourrooms_within_10_percent_of_optimum():
     )
     hp = pqn.PQNHParams(lr=1e-3, eps_decay_fraction=0.3, eps_end=0.01)
     train = jax.jit(jax.vmap(pqn.make_train(config, env, params), in_axes=(0, None)))
-    _, metrics = train(jax.random.split(jax.random.key(0), 8), hp)
+    _, metrics = train(common.learning_keys(8), hp)
     # The optimum: goal reward less the step cost of a shortest path (breadth-first
     # search on the map; FourRooms has no slip by default).
     optimum = float(params.goal_reward) - float(

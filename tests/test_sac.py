@@ -170,6 +170,6 @@ def test_sac_pendulum_50k():
     env, params = envs.make("gymnax:Pendulum-v1")
     config = sac.SACConfig(total_steps=50_000, hidden_sizes=(64, 64), learning_starts=1000)
     train = jax.jit(jax.vmap(sac.make_train(config, env, params), in_axes=(0, None)))
-    _, metrics = train(jax.random.split(jax.random.key(0), 4), sac.SACHParams(lr=1e-3))
+    _, metrics = train(common.learning_keys(4), sac.SACHParams(lr=1e-3))
     common.report("SAC Pendulum-v1 final return", final_returns(metrics).mean(), ">= -250")
     assert final_returns(metrics).mean() >= -250, final_returns(metrics)

@@ -139,6 +139,6 @@ def test_td3_pendulum_50k():
     env, params = envs.make("gymnax:Pendulum-v1")
     config = td3.TD3Config(total_steps=50_000, hidden_sizes=(64, 64), learning_starts=1000)
     train = jax.jit(jax.vmap(td3.make_train(config, env, params), in_axes=(0, None)))
-    _, metrics = train(jax.random.split(jax.random.key(0), 4), td3.TD3HParams(lr=1e-3))
+    _, metrics = train(common.learning_keys(4), td3.TD3HParams(lr=1e-3))
     common.report("TD3 Pendulum-v1 final return", final_returns(metrics).mean(), ">= -250")
     assert final_returns(metrics).mean() >= -250, final_returns(metrics)
