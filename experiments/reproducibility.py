@@ -91,6 +91,11 @@ def main(args: Args) -> dict:
     unknown = sorted(set(args.settings) - set(SETTINGS))
     if unknown:
         raise SystemExit(f"--settings {unknown} are not allowed; choose from {list(SETTINGS)}")
+    if args.total_steps < 1024 or args.total_steps % 1024:
+        raise SystemExit(
+            f"--total-steps {args.total_steps} is not allowed; it must be a positive multiple "
+            "of 1024 (one TRPO update of 8 envs x 128 steps)"
+        )
     from jaxrl.experiment import write_json
     from jaxrl.provenance import machine
 

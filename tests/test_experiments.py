@@ -171,6 +171,9 @@ def test_reproducibility_rerun_is_bit_identical(tmp_path):
     cmd = [sys.executable, str(ROOT / "experiments" / "reproducibility.py"), "--out", str(tmp_path)]
     bad = subprocess.run(cmd + ["--settings", "nope"], capture_output=True, text=True, timeout=60)
     assert bad.returncode != 0 and "choose from" in bad.stderr
+    bad = subprocess.run(cmd + ["--total-steps", "1000"], capture_output=True, text=True)
+    assert bad.returncode != 0 and "multiple of 1024" in bad.stderr
+    assert not (tmp_path / "summary.json").exists()
     cmd += ["--total-steps", "2048", "--settings", "default", "rerun", "one_core"]
     result = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stderr[-2000:]
