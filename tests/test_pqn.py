@@ -107,9 +107,17 @@ def test_pqn_cartpole_500k():
 
 @pytest.mark.slow
 def test_expected_sarsa_fourrooms_within_10_percent_of_optimum():
+    # 64 envs x 16 steps per update. With 16 x 64 (the same 1,024 steps per update)
+    # a greedy loop that never reaches the goal caught all 16 envs at once for whole
+    # updates (every episode timed out), so those updates learnt from the loop alone,
+    # and a seed caught there when the decayed learning rate neared 0 stayed there:
+    # seed sets 0 / 1 / 2 gave 0.993 / 0.845 / 0.981 of the optimum. With 64 envs:
+    # 0.996 / 0.984 / 0.987, and 0.982 on set 3, every seed >= 0.927 (--seed-set K,
+    # 2026-12-07). Also tried: eps_end 0.05 (0.981 / 0.980 / 0.915 / 0.984, one seed
+    # at 0.495); no lr decay (set 1: 0.751).
     env, params = envs.make("GridWorld-FourRooms")
     config = pqn.PQNConfig(
-        num_envs=16, rollout_len=64, total_steps=300_000, num_minibatches=8, bootstrap="expected"
+        num_envs=64, rollout_len=16, total_steps=300_000, num_minibatches=8, bootstrap="expected"
     )
     hp = pqn.PQNHParams(lr=1e-3, eps_decay_fraction=0.3, eps_end=0.01)
     train = jax.jit(jax.vmap(pqn.make_train(config, env, params), in_axes=(0, None)))
