@@ -9,6 +9,7 @@ what is allowed before anything is traced or compiled.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any, Literal, NamedTuple
 
 import jax
@@ -303,12 +304,22 @@ def obs_ndim(env: Environment, env_params: Any) -> int:
     return max(1, len(env.observation_space(env_params).shape))
 
 
-def actor_critic(owner: str, config: Any, env: Environment, env_params: Any, gru_size: int = 0):
+def actor_critic(
+    owner: str,
+    config: Any,
+    env: Environment,
+    env_params: Any,
+    gru_size: int = 0,
+    squash: bool = False,
+):
     """The ``ActorCritic`` for ``env``'s spaces from a config's ``hidden_sizes``,
-    ``activation`` and ``torso`` fields (shared by every actor-critic agent)."""
+    ``activation`` and ``torso`` fields (shared by every actor-critic agent); with
+    ``squash`` a continuous policy is a tanh-squashed Gaussian acting in [-1, 1]."""
     from jaxrl.networks import ActorCritic
 
     spec = action_spec(owner, env, env_params)
+    if squash and not spec.discrete:
+        check_finite_bounds(owner, env, env_params)
     return ActorCritic(
         action_dim=spec.dim,
         discrete=spec.discrete,
@@ -317,6 +328,7 @@ def actor_critic(owner: str, config: Any, env: Environment, env_params: Any, gru
         torso_kind=config.torso,
         obs_ndim=obs_ndim(env, env_params),
         gru_size=gru_size,
+        squash=squash,
     )
 
 
@@ -407,14 +419,28 @@ def unit_action_env(env: Environment, env_params: Any) -> Environment:
     return wrappers.RescaleAction(env)
 
 
+def env_action(env: Environment, env_params: Any) -> Callable[[jax.Array], jax.Array]:
+    """``actions [N, ...]`` of a policy acting in [-1, 1] -> ``env``'s own range (the
+    identity for discrete actions)."""
+    unit_env = unit_action_env(env, env_params)
+    if unit_env is env:
+        return lambda action: action
+    return lambda action: jax.vmap(unit_env.inner_action, in_axes=(0, None))(action, env_params)
+
+
 def batched_env(
-    env: Environment, num_envs: int, max_resets: int | None, continuous: bool
+    env: Environment,
+    num_envs: int,
+    max_resets: int | None,
+    continuous: bool,
+    squashed: bool = False,
 ) -> VecEnv:
     """``VecEnv`` over ``env`` with episode statistics (added if missing) and, for
     continuous actions, ``ClipAction`` (policies sample unbounded Gaussians; the
-    log-probability is of the unclipped sample)."""
+    log-probability is of the unclipped sample) or, for ``squashed`` policies acting
+    in [-1, 1], ``RescaleAction``."""
     if not (isinstance(env, Wrapper) and env.find(wrappers.EpisodeStatistics) is not None):
         env = wrappers.EpisodeStatistics(env)
     if continuous:
-        env = wrappers.ClipAction(env)
+        env = wrappers.RescaleAction(env) if squashed else wrappers.ClipAction(env)
     return VecEnv(env, num_envs, max_resets)

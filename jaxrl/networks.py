@@ -151,18 +151,22 @@ class CategoricalHead(nn.Module):
 
 
 class GaussianHead(nn.Module):
-    """Diagonal Gaussian with a state-independent, learned log-std (PPO/TRPO style)."""
+    """Diagonal Gaussian with a state-independent, learned log-std (PPO/TRPO style);
+    with ``squash`` the same Gaussian squashed by ``tanh`` (actions in (-1, 1))."""
 
     action_dim: int
     init_log_std: float = 0.0
+    squash: bool = False
 
     @nn.compact
-    def __call__(self, x: jax.Array) -> DiagGaussian:
+    def __call__(self, x: jax.Array) -> DiagGaussian | TanhGaussian:
         mean = dense(self.action_dim, 0.01)(x)
         log_std = self.param(
             "log_std", nn.initializers.constant(self.init_log_std), (self.action_dim,)
         )
-        return DiagGaussian(mean, jnp.broadcast_to(log_std, mean.shape))
+        return (TanhGaussian if self.squash else DiagGaussian)(
+            mean, jnp.broadcast_to(log_std, mean.shape)
+        )
 
 
 class TanhGaussianHead(nn.Module):
@@ -302,6 +306,7 @@ class ActorCritic(nn.Module):
     torso_kind: str = "mlp"
     obs_ndim: int = 1
     gru_size: int = 0
+    squash: bool = False
 
     def setup(self):
         make = lambda: torso(self.torso_kind, self.hidden_sizes, self.activation, self.obs_ndim)  # noqa: E731
@@ -310,7 +315,7 @@ class ActorCritic(nn.Module):
         if self.discrete:
             self.policy_head = CategoricalHead(self.action_dim)
         else:
-            self.policy_head = GaussianHead(self.action_dim)
+            self.policy_head = GaussianHead(self.action_dim, squash=self.squash)
         self.value_head = ValueHead()
         if self.gru_size:
             self.gru = ResettingGRU(self.gru_size)

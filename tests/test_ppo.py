@@ -1,6 +1,8 @@
 """PPO: loss pieces on hand-made inputs, bad configs, probes, and the recurrent policy.
 The contract every agent keeps is tested in test_agent_contract.py."""
 
+import dataclasses
+
 import agents_common as common
 import jax
 import jax.numpy as jnp
@@ -132,3 +134,43 @@ def test_recurrent_ppo_trains_under_vmap():
     )
     # MemoryChain pays +1 or -1 once, at the end of the episode.
     assert returns.shape == (6,) and set(np.asarray(returns).tolist()) <= {-1.0, 1.0}
+
+
+def test_squashed_policy_learns_in_bounds_and_acts_in_the_env_range():
+    # ContinuousProbe-4/5 (bounds [-1, 1]): best action 0.5, and 0.5 times the obs sign.
+    config = dataclasses.replace(PROBE_CONFIG, squash=True)
+    runs = common.train_probes(ppo, {4: (4, config, True), 5: (5, config, True)}, PROBE_HP)
+    for index, obs, best in ((4, [[0.0]], [0.5]), (5, [[-1.0], [1.0]], [-0.5, 0.5])):
+        run = runs[index]
+        for seed in range(2):
+            state = jax.tree.map(lambda x, s=seed: x[s], run.state)
+            act = ppo.make_policy(config, run.env, run.env_params, state)
+            action = np.asarray(act(jax.random.key(0), jnp.array(obs)))[:, 0]
+            np.testing.assert_allclose(action, best, atol=0.1)
+    # Its entropy bonus is -mean(log_prob) of the rollout's actions (no closed form).
+    dist = ppo.TanhGaussian(jnp.zeros((3, 1)), jnp.zeros((3, 1)))
+    log_prob = jnp.array([-1.0, -2.0, -3.0])
+    np.testing.assert_allclose(ppo.policy_entropy(dist, log_prob), 2.0)
+
+    # On Pendulum (bounds [-2, 2]) the policy acts in [-1, 1] and make_policy rescales.
+    env, params = envs.make("gymnax:Pendulum-v1")
+    small = ppo.PPOConfig(num_envs=2, rollout_len=8, total_steps=16, num_minibatches=2, squash=True)
+    state = ppo.make_train(small, env, params).start(jax.random.key(0), ppo.PPOHParams())
+    obs = jax.random.normal(jax.random.key(1), (5, 3))
+    dist, _ = ppo.make_network(small, env, params).apply(state.params, obs)
+    greedy = ppo.make_policy(small, env, params, state)(jax.random.key(2), obs)
+    np.testing.assert_allclose(greedy, 2.0 * np.tanh(dist.mean), rtol=1e-5, atol=1e-6)
+    sampled = ppo.make_policy(small, env, params, state, deterministic=False)(
+        jax.random.key(2), obs * 100.0
+    )
+    assert (np.abs(np.asarray(sampled)) <= 2.0).all()
+
+    # Squashing needs finite bounds to rescale to; the clipped Gaussian does not.
+    class Unbounded(envs.Wrapper):
+        def action_space(self, params):
+            return envs.spaces.Box(-jnp.inf, jnp.inf, (1,), jnp.float32)
+
+    probe, probe_params = envs.make("ContinuousProbe-4")
+    with pytest.raises(ValueError, match="PPO needs finite action bounds"):
+        ppo.make_train(config, Unbounded(probe), probe_params)
+    ppo.make_train(PROBE_CONFIG, Unbounded(probe), probe_params)

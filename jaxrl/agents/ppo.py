@@ -30,6 +30,7 @@ import optax
 
 from jaxrl import config as C
 from jaxrl import minibatch, parallel, returns, rollout
+from jaxrl.distributions import TanhGaussian
 from jaxrl.networks import ActorCritic
 from jaxrl.optim import make_optimizer
 from jaxrl.training import Trainer
@@ -51,6 +52,10 @@ class PPOConfig(C.AgentConfig, C.SplitEnvs):
     """Clip the value loss around the rollout's value predictions."""
     normalize_reward: bool = False
     """Scale rewards by the running std of the discounted return."""
+    squash: bool = False
+    """Continuous actions: a tanh-squashed Gaussian acting in [-1, 1], rescaled to the
+    env's (finite) bounds, as brax.training's PPO; False: a Gaussian whose samples are
+    clipped to the bounds (CleanRL's)."""
 
     def check(self):
         C.check_positive(
@@ -143,11 +148,12 @@ def ppo_loss(
         dist, value = apply_fn(params, batch.obs)
     else:
         dist, value, _ = apply_fn(params, batch.obs, batch.first, rnn0)
-    log_ratio = dist.log_prob(batch.action) - batch.log_prob
+    new_log_prob = dist.log_prob(batch.action)
+    log_ratio = new_log_prob - batch.log_prob
     ratio = jnp.exp(log_ratio)
     policy_loss = clipped_surrogate_loss(ratio, batch.advantage, hp.clip_eps)
     value_loss = value_loss_fn(value, batch.value, batch.target, hp.clip_eps, clip_value)
-    entropy = dist.entropy().mean()
+    entropy = policy_entropy(dist, new_log_prob)
     loss = policy_loss + hp.vf_coef * value_loss - hp.ent_coef * entropy
     return loss, {
         "policy_loss": policy_loss,
@@ -158,6 +164,16 @@ def ppo_loss(
     }
 
 
+def policy_entropy(dist: Any, log_prob: jax.Array) -> jax.Array:
+    """Mean entropy of the policy: exact where it has a closed form; for a
+    tanh-squashed Gaussian ``-mean(log_prob)`` of the rollout's actions under the
+    current policy, a sample estimate that needs no extra draw (as Stable-Baselines3's
+    PPO does for squashed policies)."""
+    if isinstance(dist, TanhGaussian):
+        return -log_prob.mean()
+    return dist.entropy().mean()
+
+
 def normalize_advantages(batch: Batch) -> Batch:
     """Advantages of a minibatch scaled to zero mean and unit standard deviation."""
     adv = batch.advantage
@@ -165,7 +181,7 @@ def normalize_advantages(batch: Batch) -> Batch:
 
 
 def make_network(config: PPOConfig, env: Any, env_params: Any) -> ActorCritic:
-    return C.actor_critic("PPO", config, env, env_params, config.gru_size)
+    return C.actor_critic("PPO", config, env, env_params, config.gru_size, config.squash)
 
 
 def make_train(config: PPOConfig, env: Any, env_params: Any) -> Trainer:
@@ -173,7 +189,9 @@ def make_train(config: PPOConfig, env: Any, env_params: Any) -> Trainer:
     axis; a ``jaxrl.training.Trainer``, so it also runs in chunks from ``train.start``."""
     network = make_network(config, env, env_params)
     shards = parallel.EnvShards(config.num_envs, config.num_devices)
-    venv = C.batched_env(env, shards.local_envs, config.max_resets, not network.discrete)
+    venv = C.batched_env(
+        env, shards.local_envs, config.max_resets, not network.discrete, config.squash
+    )
     recurrent = config.gru_size > 0
     obs_shape = venv.observation_space(env_params).shape
     decay = config.num_updates * config.num_epochs * config.num_minibatches
@@ -288,16 +306,19 @@ def make_policy(
 ):
     """The trained policy with (frozen) observation statistics: ``act(key, obs [N, ...])
     -> action``, or with a GRU ``act(key, obs, first [N], rnn [N, H]) -> (action, rnn)``
-    (``first`` marks episode starts; start from ``rnn = zeros``)."""
+    (``first`` marks episode starts; start from ``rnn = zeros``). Actions are in the
+    env's own range (a ``squash`` policy's are rescaled from [-1, 1])."""
     network = make_network(config, env, env_params)
     norm = state.env.norm
+    to_env = C.env_action(env, env_params) if config.squash else lambda a: a
     if not config.gru_size:
-        return rollout.feed_forward_policy(network, state.params, norm, deterministic)
+        policy = rollout.feed_forward_policy(network, state.params, norm, deterministic)
+        return lambda key, obs: to_env(policy(key, obs))
 
     def act(key, obs, first, rnn):
         obs = rollout.normalize_obs(norm, obs)
         dist, _, rnn = network.apply(state.params, obs[None], first[None], rnn)
         dist = jax.tree.map(lambda x: x[0], dist)
-        return (dist.mode() if deterministic else dist.sample(key)), rnn
+        return to_env(dist.mode() if deterministic else dist.sample(key)), rnn
 
     return act
