@@ -186,6 +186,43 @@ def test_reproducibility_rerun_is_bit_identical(tmp_path):
 
 
 @pytest.mark.slow
+def test_bench_locomotion_small_run(tmp_path):
+    cmd = [
+        sys.executable,
+        str(ROOT / "experiments" / "bench_locomotion.py"),
+        "--out",
+        str(tmp_path),
+    ]
+    bad = subprocess.run(cmd + ["--envs", "nope"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "choose from" in bad.stderr
+    bad = subprocess.run(
+        cmd + ["--envs", "inverted_pendulum", "--jaxrl-set", "nope=1"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert bad.returncode != 0 and "not PPOConfig or PPOHParams fields" in bad.stderr
+    assert not (tmp_path / "summary.json").exists()
+    cmd += ["--envs", "inverted_pendulum", "--steps", "40960", "--seeds", "1", "--evals", "2"]
+    cmd += ["--eval-episodes", "2"]
+    result = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["script"] == "bench_locomotion" and summary["versions"]["brax"]
+    assert "device_put_replicated" in summary["shim"]
+    full = json.loads((tmp_path / "bench_locomotion.json").read_text())
+    runs = full["results"]["inverted_pendulum"]["runs"]
+    for lib in ("jaxrl", "brax"):
+        (run,) = runs[lib]
+        steps = [point["env_steps"] for point in run["curve"]]
+        assert len(steps) == 2 and steps[-1] <= 40960 and steps == sorted(steps), steps
+        assert all(point["eval_return"] > 0 for point in run["curve"])  # reward 1 per step
+        final = summary["final"]["inverted_pendulum"][lib]["final_eval_mean"]
+        assert final == run["curve"][-1]["eval_return"]
+    ratios = summary["ratios"]["inverted_pendulum"]
+    assert ratios["final_eval_jaxrl_over_brax"] > 0 and ratios["wall_brax_over_jaxrl"] > 0
+    assert (tmp_path / "inverted_pendulum.png").stat().st_size > 0
+
+
+@pytest.mark.slow
 def test_bench_scaling_small_run(tmp_path):
     cmd = [sys.executable, str(ROOT / "experiments" / "bench_scaling.py"), "--out", str(tmp_path)]
     # The script forces its own 4 CPU devices; a count in XLA_FLAGS would win over it.
