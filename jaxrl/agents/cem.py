@@ -301,9 +301,5 @@ def make_policy(
     act_unit = flat_policy(network, _unravel(network, env, env_params))(theta)
     if network.kind == "categorical":
         return act_unit
-    unit_env = C.unit_action_env(env, env_params)
-
-    def act(key: jax.Array, obs: jax.Array) -> jax.Array:
-        return jax.vmap(unit_env.inner_action, in_axes=(0, None))(act_unit(key, obs), env_params)
-
-    return act
+    to_env = C.env_action(env, env_params)
+    return lambda key, obs: to_env(act_unit(key, obs))

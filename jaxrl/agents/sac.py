@@ -259,13 +259,10 @@ def make_policy(
     """``act(key, obs [N, ...]) -> action`` in ``env``'s own action range: the policy's
     mode (``tanh`` of the mean; the most likely action) or a sample."""
     networks = make_network(config, env, env_params)
-    unit_env = C.unit_action_env(env, env_params)
+    to_env = C.env_action(env, env_params)
 
     def act(key: jax.Array, obs: jax.Array) -> jax.Array:
         dist = networks.actor.apply(state.params["actor"], obs)
-        action = dist.mode() if deterministic else dist.sample(key)
-        if unit_env is env:
-            return action
-        return jax.vmap(unit_env.inner_action, in_axes=(0, None))(action, env_params)
+        return to_env(dist.mode() if deterministic else dist.sample(key))
 
     return act

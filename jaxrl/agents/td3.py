@@ -221,12 +221,11 @@ def make_policy(
     """``act(key, obs [N, ...]) -> action`` in ``env``'s own action range: ``mu(s)``, plus
     the default exploration noise when not ``deterministic``."""
     networks = make_network(config, env, env_params)
-    unit_env = C.unit_action_env(env, env_params)
+    to_env = C.env_action(env, env_params)
     noise = 0.0 if deterministic else TD3HParams().exploration_noise
 
     def act(key: jax.Array, obs: jax.Array) -> jax.Array:
         action = networks.actor.apply(state.params["actor"], obs)
-        action = jnp.clip(action + noise * jax.random.normal(key, action.shape), -1.0, 1.0)
-        return jax.vmap(unit_env.inner_action, in_axes=(0, None))(action, env_params)
+        return to_env(jnp.clip(action + noise * jax.random.normal(key, action.shape), -1.0, 1.0))
 
     return act
