@@ -8,6 +8,19 @@ annealing, optional observation and reward normalisation, orthogonal init.
 Deviation: truncated episodes bootstrap from ``V(final_obs)`` (the pre-reset
 observation) instead of being treated as terminal.
 
+Continuous actions: by default a Gaussian with a state-independent log-std whose
+samples are clipped to the env's bounds (CleanRL's); ``squash=True`` gives a
+tanh-squashed Gaussian acting in [-1, 1], rescaled to the bounds (brax.training's
+PPO squashes too), with ``-mean(log_prob)`` of the rollout's actions as its
+entropy. Measured (``experiments/bench_locomotion.py``, 2-core CPU, 2026-12-07):
+on ``brax:ant`` with brax.training's settings mirrored (1.23M steps, entropy
+bonus 0.01), greedy return 1,394 squashed against 60 clipped on seed 0 (the
+clipped run reached ~950 by 600k steps, then collapsed); squashed over 3 seeds
+1,322, brax.training 2,248 with the same settings. On the
+``brax:inverted_pendulum`` slow test (no entropy bonus) squashing made no
+reliable difference: 880 / 917 / 932 / 901 against 931 / 964 / 863 on seed sets
+0-3 / 0-2.
+
 Recurrent PPO (``gru_size > 0``) minibatches whole environment sequences and
 replays them from the hidden state stored at the start of the rollout.
 
