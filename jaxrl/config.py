@@ -318,7 +318,12 @@ def actor_critic(
     from jaxrl.networks import ActorCritic
 
     spec = action_spec(owner, env, env_params)
-    if squash and not spec.discrete:
+    if squash and spec.discrete:
+        raise ValueError(
+            f"{owner}Config.squash=True is not allowed for discrete actions; it squashes "
+            "a continuous (Box) policy into the action bounds"
+        )
+    if squash:
         check_finite_bounds(owner, env, env_params)
     return ActorCritic(
         action_dim=spec.dim,

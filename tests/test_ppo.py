@@ -172,3 +172,7 @@ def test_squashed_policy_learns_in_bounds_and_acts_in_the_env_range():
     with pytest.raises(ValueError, match="PPO needs finite action bounds"):
         ppo.make_train(config, Unbounded(probe), probe_params)
     ppo.make_train(PROBE_CONFIG, Unbounded(probe), probe_params)
+    # ... and means nothing for discrete actions.
+    cartpole, cartpole_params = envs.make("gymnax:CartPole-v1")
+    with pytest.raises(ValueError, match="PPOConfig.squash=True is not allowed for discrete"):
+        ppo.make_train(config, cartpole, cartpole_params)
