@@ -249,7 +249,13 @@ def main(args: Args) -> None:
         if value < 1:
             raise SystemExit(f"--{name}={value} not allowed; it must be >= 1")
     for env_name in args.envs:  # bad --jaxrl-set values fail here, before any run
-        jaxrl_settings(env_name, parse_changes(args.jaxrl_set))
+        config, _, _ = jaxrl_settings(env_name, parse_changes(args.jaxrl_set))
+        per_update = config.num_envs * config.rollout_len
+        if "jaxrl" in args.libs and args.steps < per_update:
+            raise SystemExit(
+                f"--steps={args.steps} not allowed for {env_name}; jaxrl's PPO takes "
+                f"{per_update} env steps per update, so it must be >= {per_update}"
+            )
     shim = brax_shim() if "brax" in args.libs else "not used"
     print(f"shim: {shim}")
     results: dict[str, Any] = {}

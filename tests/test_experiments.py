@@ -200,6 +200,11 @@ def test_bench_locomotion_small_run(tmp_path):
         capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert bad.returncode != 0 and "not PPOConfig or PPOHParams fields" in bad.stderr
+    bad = subprocess.run(
+        cmd + ["--envs", "inverted_pendulum", "--steps", "100"],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert bad.returncode != 0 and "--steps=100 not allowed" in bad.stderr
     assert not (tmp_path / "summary.json").exists()
     cmd += ["--envs", "inverted_pendulum", "--steps", "40960", "--seeds", "1", "--evals", "2"]
     cmd += ["--eval-episodes", "2"]
