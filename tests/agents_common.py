@@ -161,3 +161,11 @@ def check_cartpole_final_return(
     name = agent.__name__.rsplit(".", 1)[-1]
     report(f"{name} CartPole-v1 final return", per_seed.mean(), f">= {minimum}")
     assert per_seed.mean() >= minimum, per_seed
+
+
+class UnboundedActions(envs.Wrapper):
+    """An env whose continuous action space is reported as ``Box(-inf, inf, (1,))``:
+    for the checks that refuse policies needing finite bounds."""
+
+    def action_space(self, params):
+        return envs.spaces.Box(-jnp.inf, jnp.inf, (1,), jnp.float32)

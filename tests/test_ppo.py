@@ -164,14 +164,10 @@ def test_squashed_policy_learns_in_bounds_and_acts_in_the_env_range():
     assert (np.abs(np.asarray(sampled)) <= 2.0).all()
 
     # Squashing needs finite bounds to rescale to; the clipped Gaussian does not.
-    class Unbounded(envs.Wrapper):
-        def action_space(self, params):
-            return envs.spaces.Box(-jnp.inf, jnp.inf, (1,), jnp.float32)
-
     probe, probe_params = envs.make("ContinuousProbe-4")
     with pytest.raises(ValueError, match="PPO needs finite action bounds"):
-        ppo.make_train(config, Unbounded(probe), probe_params)
-    ppo.make_train(PROBE_CONFIG, Unbounded(probe), probe_params)
+        ppo.make_train(config, common.UnboundedActions(probe), probe_params)
+    ppo.make_train(PROBE_CONFIG, common.UnboundedActions(probe), probe_params)
     # ... and means nothing for discrete actions.
     cartpole, cartpole_params = envs.make("gymnax:CartPole-v1")
     with pytest.raises(ValueError, match="PPOConfig.squash=True is not allowed for discrete"):

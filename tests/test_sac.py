@@ -156,13 +156,9 @@ def test_temperature_brings_entropy_to_its_target():
 
 
 def test_infinite_action_bounds_raise():
-    class Unbounded(envs.Wrapper):
-        def action_space(self, params):
-            return envs.spaces.Box(-jnp.inf, jnp.inf, (1,), jnp.float32)
-
     env, params = envs.make("ContinuousProbe-4")
     with pytest.raises(ValueError, match="SAC needs finite action bounds"):
-        sac.make_train(PROBE_CONFIG, Unbounded(env), params)
+        sac.make_train(PROBE_CONFIG, common.UnboundedActions(env), params)
 
 
 @pytest.mark.slow
