@@ -126,8 +126,7 @@ def jaxrl_settings(env: str, changes: dict[str, Any]) -> tuple[ppo.PPOConfig, pp
 
 def eval_points(num_updates: int, evals: int) -> list[int]:
     """Update counts after which to evaluate: ``evals`` evenly spaced, the last at the end."""
-    points = sorted({max(1, round(num_updates * (i + 1) / evals)) for i in range(evals)})
-    return points
+    return sorted({max(1, round(num_updates * (i + 1) / evals)) for i in range(evals)})
 
 
 def parse_changes(pairs: tuple[str, ...]) -> dict[str, Any]:
@@ -137,9 +136,9 @@ def parse_changes(pairs: tuple[str, ...]) -> dict[str, Any]:
     return experiment.parse_env_params(pairs)
 
 
-def run_jaxrl(env_name: str, args: Args, seed: int) -> dict[str, Any]:
-    changes = parse_changes(args.jaxrl_set)
-    config, hp, source = jaxrl_settings(env_name, changes)
+def run_jaxrl(env_name: str, args: Args, seed: int, settings: tuple) -> dict[str, Any]:
+    """One seed of jaxrl's PPO with ``settings`` (``jaxrl_settings``'s result)."""
+    config, hp, source = settings
     per_update = config.num_envs * config.rollout_len
     config = dataclasses.replace(config, total_steps=(args.steps // per_update) * per_update)
     env, params = envs.make(f"brax:{env_name}", backend=args.backend)
@@ -185,6 +184,7 @@ def brax_shim() -> str:
 
 
 def run_brax(env_name: str, args: Args, seed: int) -> dict[str, Any]:
+    """One seed of brax.training's PPO with ``BRAX_PPO[env_name]``."""
     from brax import envs as brax_envs
     from brax.training.agents.ppo import train as brax_ppo
 
@@ -248,8 +248,10 @@ def main(args: Args) -> None:
     for name, value in counts.items():
         if value < 1:
             raise SystemExit(f"--{name}={value} not allowed; it must be >= 1")
-    for env_name in args.envs:  # bad --jaxrl-set values fail here, before any run
-        config, _, _ = jaxrl_settings(env_name, parse_changes(args.jaxrl_set))
+    changes = parse_changes(args.jaxrl_set)
+    # jaxrl's settings per env, built (and bad --jaxrl-set values refused) before any run
+    settings = {env_name: jaxrl_settings(env_name, changes) for env_name in args.envs}
+    for env_name, (config, _, _) in settings.items():
         per_update = config.num_envs * config.rollout_len
         if "jaxrl" in args.libs and args.steps < per_update:
             raise SystemExit(
@@ -263,7 +265,11 @@ def main(args: Args) -> None:
         runs = {lib: [] for lib in args.libs}
         for seed in range(args.seeds):
             for lib in args.libs:
-                runs[lib].append((run_jaxrl if lib == "jaxrl" else run_brax)(env_name, args, seed))
+                runs[lib].append(
+                    run_jaxrl(env_name, args, seed, settings[env_name])
+                    if lib == "jaxrl"
+                    else run_brax(env_name, args, seed)
+                )
         entry: dict[str, Any] = {"runs": runs}
         for lib in args.libs:
             finals = [final(r) for r in runs[lib]]
