@@ -446,7 +446,11 @@ def preset_defaults(
     override single fields of the preset."""
     env = presets.flag_value(argv, "--env") or default_env
     choice = presets.flag_value(argv, "--preset") or presets.AUTO
-    preset = presets.choose(algo, env, choice)
+    try:
+        preset = presets.choose(algo, env, choice)
+    except ValueError as error:  # a bad flag: a usage error, as tyro's, not a traceback
+        print(f"{algo}: error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
     presets.announce(algo, env, preset, choice)
     if preset is not None:
         config, hparams = preset.apply(config, hparams)

@@ -77,6 +77,19 @@ def test_command_line_applies_the_preset_and_flags_override_fields(capsys):
     )
 
 
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [("nope", "--preset 'nope' is not allowed; it must be 'auto', 'none' or one of"),
+     ("dqn@gymnax:CartPole-v1", "--preset 'dqn@gymnax:CartPole-v1' is for dqn, not ppo")],
+)  # fmt: skip
+def test_bad_preset_flag_is_a_usage_error_not_a_traceback(tmp_path, capsys, value, message):
+    with pytest.raises(SystemExit) as exit_:
+        cli.run(["train", "ppo", "--preset", value, "--out", str(tmp_path / "run")])
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
 def test_train_records_the_preset_in_summary(tmp_path):
     out = tmp_path / "run"
     argv = ["train", "ppo", "--env", "gymnax:Acrobot-v1", "--num-seeds", "1", "--total-steps",
