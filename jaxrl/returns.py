@@ -97,6 +97,19 @@ def gae(r_t, terminated_t, truncated_t, v_t, v_next_t, gamma, lambda_):
     return adv_t, adv_t + v_t
 
 
+def segment_ends(truncated_t, segment: int):
+    """``truncated_t [T, ...]`` with every ``segment``-th step marked too, so that
+    ``gae`` given it sums TD errors within segments of ``segment`` steps and
+    bootstraps from the value at each segment's end, as if each segment were a
+    rollout of its own (brax.training's PPO, with ``unroll_length``). ``segment``
+    is static; 0 leaves ``truncated_t`` as it is."""
+    if not segment:
+        return truncated_t
+    steps = jnp.arange(truncated_t.shape[0]) % segment
+    ends = (steps == segment - 1).reshape((-1,) + (1,) * (truncated_t.ndim - 1))
+    return jnp.logical_or(truncated_t, ends)
+
+
 def n_step_returns(r_t, terminated_t, truncated_t, v_next_t, gamma, n: int):
     """n-step bootstrapped returns
     ``G_t = r_t + γ r_{t+1} + ... + γ^{k-1} r_{t+k-1} + γ^k V(s_{t+k})`` with

@@ -48,6 +48,7 @@ def test_value_loss_clipping():
         ({"total_steps": 100}, "total_steps=100 is less than one rollout"),
         ({"activation": "sigmoid"}, "activation='sigmoid' is not allowed"),
         ({"gru_size": 8, "num_minibatches": 3}, "does not divide num_envs=4"),
+        ({"gae_segment": -1}, "gae_segment=-1 is not allowed; it must be >= 0"),
     ],
 )
 def test_bad_configs_raise_before_compiling(kwargs, message):
@@ -81,6 +82,22 @@ def test_probe3_value_discounts(probe_runs):
 
 def test_probe4_and_5_learn_the_best_action(probe_runs):
     common.check_probe4_and_5_actions(probe_runs[4], probe_runs[5], min_prob=0.9)
+
+
+def test_gae_segment_reaches_the_update():
+    # One update on Probe-3 (reward at the second step): segments as long as the
+    # rollout change nothing, one-step segments (TD(0) advantages) change the update.
+    env, params = envs.make("Probe-3")
+
+    def params_after_one_update(gae_segment):
+        config = dataclasses.replace(PROBE_CONFIG, total_steps=8 * 16, gae_segment=gae_segment)
+        state, _ = jax.jit(ppo.make_train(config, env, params))(jax.random.key(0), PROBE_HP)
+        return jax.tree.leaves(state.params)
+
+    whole, rollout_long, one_step = map(params_after_one_update, (0, 16, 1))
+    for a, b in zip(whole, rollout_long, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert any(not np.array_equal(a, c) for a, c in zip(whole, one_step, strict=True))
 
 
 def test_orthogonal_init_matches_jax_and_is_safe_under_vmap():

@@ -94,6 +94,20 @@ def test_gae_matches_numpy_and_targets_are_lambda_returns(rollout, lam):
     )
 
 
+@pytest.mark.parametrize("segment", [1, 5, 7, T])
+def test_gae_over_segment_ends_is_gae_of_each_segment_alone(rollout, segment):
+    # brax.training's unroll_length: every segment is a rollout of its own, bootstrapped
+    # from V(next obs) at its last step (T = 23 leaves a short last segment for 5 and 7).
+    r, term, trunc, v, v_next = rollout
+    cut = returns.segment_ends(jnp.asarray(trunc), segment)
+    adv, _ = jax.jit(returns.gae)(r, term, cut, v, v_next, GAMMA, 0.9)
+    for start in range(0, T, segment):
+        part = slice(start, start + segment)
+        alone, _ = returns.gae(r[part], term[part], trunc[part], v[part], v_next[part], GAMMA, 0.9)
+        np.testing.assert_allclose(adv[part], alone, rtol=1e-5, atol=1e-5)
+    assert returns.segment_ends(trunc, 0) is trunc
+
+
 def test_lambda_one_is_monte_carlo_and_zero_is_td(rollout):
     r, term, trunc, _, v_next = rollout
     mc = returns.reward_to_go(r, term, trunc, v_next, GAMMA)

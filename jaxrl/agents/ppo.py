@@ -17,9 +17,16 @@ on ``brax:ant`` with brax.training's settings mirrored (1.23M steps, entropy
 bonus 0.01), greedy return 1,394 squashed against 60 clipped on seed 0 (the
 clipped run reached ~950 by 600k steps, then collapsed); squashed over 3 seeds
 1,322, brax.training 2,248 with the same settings. On the
-``brax:inverted_pendulum`` slow test (no entropy bonus) squashing made no
-reliable difference: 880 / 917 / 932 / 901 against 931 / 964 / 863 on seed sets
-0-3 / 0-2.
+``brax:inverted_pendulum`` slow test as it was then (1M steps, no entropy
+bonus) squashing made no reliable difference: 880 / 917 / 932 / 901 against
+931 / 964 / 863 on seed sets 0-3 / 0-2.
+
+One change at a time to that squashed ant run (``--libs jaxrl --jaxrl-set
+NAME=VALUE``, same machine and day): ``normalize_reward=False`` (brax.training
+does not normalise rewards; it multiplies them by a fixed 10) 1,642 over the same
+3 seeds (1,725 / 1,616 / 1,585, each seed higher); ``gae_segment=5``
+(brax.training's 5-step GAE segments) 1,017 on seed 0 (1,394 without), so
+segments stay off by default.
 
 Recurrent PPO (``gru_size > 0``) minibatches whole environment sequences and
 replays them from the hidden state stored at the start of the rollout.
@@ -65,6 +72,11 @@ class PPOConfig(C.AgentConfig, C.SplitEnvs):
     """Clip the value loss around the rollout's value predictions."""
     normalize_reward: bool = False
     """Scale rewards by the running std of the discounted return."""
+    gae_segment: int = 0
+    """Cut each env's rollout into segments of this many steps and sum GAE's
+    lambda-weighted TD errors within a segment only, bootstrapping from the value at
+    its end (brax.training's PPO does this with unroll_length, 5 by default); 0: the
+    whole rollout is one segment."""
     squash: bool = False
     """Continuous actions: a tanh-squashed Gaussian acting in [-1, 1], rescaled to the
     env's (finite) bounds, as brax.training's PPO; False: a Gaussian whose samples are
@@ -76,6 +88,11 @@ class PPOConfig(C.AgentConfig, C.SplitEnvs):
         )
         if self.gru_size < 0:
             raise ValueError(f"PPOConfig.gru_size={self.gru_size} is not allowed; it must be >= 0")
+        if self.gae_segment < 0:
+            raise ValueError(
+                f"PPOConfig.gae_segment={self.gae_segment} is not allowed; it must be >= 0 "
+                "(0: the whole rollout)"
+            )
         if self.gru_size:
             self.check_divides("num_minibatches", self.num_envs, "num_envs")
             self.check_minibatch_split(self.num_envs // self.num_minibatches, "env sequences")
@@ -267,8 +284,9 @@ def make_train(config: PPOConfig, env: Any, env_params: Any) -> Trainer:
         else:
             v_next = network.apply(state.params, traj.next_obs)[1]
         # 3. advantages
+        cut = returns.segment_ends(traj.truncated, config.gae_segment)
         adv, target = returns.gae(
-            traj.reward, traj.terminated, traj.truncated, value, v_next, hp.gamma, hp.gae_lambda
+            traj.reward, traj.terminated, cut, value, v_next, hp.gamma, hp.gae_lambda
         )
         batch = Batch(traj.obs, traj.first, traj.action, log_prob, value, adv, target)
         # every device holds the whole rollout (identity on one device)
