@@ -186,11 +186,13 @@ def sweep(name: str, argv: list[str]) -> Any:
         parallel.use_cpu_devices(args.cpu_devices)
     grid = parse_grid(args.grid, "--grid")
     env_grid = parse_grid(args.env_grid, "--env-grid")
+    overrides = experiment.env_overrides(preset, args.env_param)
+    config = experiment.space_defaults(args.config, args.env, overrides, argv, preset)
     result = sweeps.sweep(
-        module.make_train, args.config, args.env, args.hparams, grid, args.num_seeds, args.seed,
+        module.make_train, config, args.env, args.hparams, grid, args.num_seeds, args.seed,
         env_grid, args.batch_size, args.devices,
         module.make_policy if args.eval_episodes else None, max(args.eval_episodes, 1),
-        experiment.parse_env_params(args.env_param),
+        overrides,
     )  # fmt: skip
     result.save(args.out)
     swept = [*env_grid, *grid]

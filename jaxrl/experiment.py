@@ -399,6 +399,29 @@ def parse_env_params(pairs: tuple[str, ...]) -> dict[str, Any]:
     return overrides
 
 
+def env_overrides(preset: presets.Preset | None, pairs: tuple[str, ...]) -> dict[str, Any]:
+    """The env params a run overrides: the preset's (e.g. a Brax backend), then the
+    ``--env-param`` pairs, which win field by field."""
+    return {**(preset.env_params if preset is not None else {}), **parse_env_params(pairs)}
+
+
+def space_defaults(
+    config: Any, env_name: str, overrides: dict[str, Any], argv: list[str], preset: Any
+) -> Any:
+    """``config`` with the defaults ``presets.space_defaults`` chooses from the env's
+    spaces, announced: for a run whose ``--preset`` is ``auto`` and that has none
+    (``--preset none`` keeps the bare defaults)."""
+    choice = presets.flag_value(argv, "--preset") or presets.AUTO
+    if preset is not None or choice != presets.AUTO:
+        return config
+    env, env_params = envs.make(env_name, **overrides)
+    obs_shape = env.observation_space(env_params).shape
+    config, reasons = presets.space_defaults(config, obs_shape, argv)
+    if reasons:
+        print(f"defaults chosen from {env_name}'s spaces: {'; '.join(reasons)}")
+    return config
+
+
 def main(
     algo: str,
     config_cls: type,
@@ -428,10 +451,12 @@ def main(
         parallel.use_cpu_devices(args.cpu_devices)
     if args.distributed or args.coordinator is not None:
         distributed.initialize(args.coordinator, args.num_processes, args.process_id)
+    overrides = env_overrides(preset, args.env_param)
+    config = space_defaults(args.config, args.env, overrides, argv, preset)
     return run(
-        algo, make_train, args.config, args.hparams, args.env, args.num_seeds, args.seed, args.out,
+        algo, make_train, config, args.hparams, args.env, args.num_seeds, args.seed, args.out,
         make_policy=make_policy, devices=args.devices, extra_summary=extra_summary,
-        env_overrides=parse_env_params(args.env_param), checkpoint_every=args.checkpoint_every,
+        env_overrides=overrides, checkpoint_every=args.checkpoint_every,
         max_to_keep=args.max_to_keep, stop_after=args.stop_after, log_every=args.log_every,
         tensorboard=args.tensorboard, wandb_project=args.wandb_project, preset=preset,
     )  # fmt: skip

@@ -6,6 +6,7 @@ import json
 import pytest
 import tyro
 
+import envs
 from jaxrl import cli, experiment, presets
 
 
@@ -21,6 +22,7 @@ def test_every_preset_applies_to_its_algorithm(preset):
     low, high = preset.result["spread"]
     assert low <= preset.result["mean"] <= high and preset.result["seeds"] >= 4
     assert preset.result["command"].startswith(f"jaxrl train {preset.algo} --env {preset.env}")
+    envs.make(preset.env, **preset.env_params)  # the env params are the env's
 
 
 def test_choose_auto_none_and_by_name():
@@ -42,6 +44,40 @@ def test_unknown_fields_are_refused_with_the_allowed_ones():
     bad = presets.Preset(preset.algo, preset.env, "test", {"num_envz": 2}, {}, preset.result, "x")
     with pytest.raises(ValueError, match=r"config field\(s\) \['num_envz'\] are not fields"):
         bad.apply(default_config, hparams_cls())
+
+
+def test_env_params_are_optional_recorded_and_flags_override_them(tmp_path):
+    preset = presets.all_presets()[0]
+    entry = {"algo": preset.algo, "env": preset.env, "source": "s", "config": {},
+             "hparams": {}, "result": dict(preset.result), "env_params": {"slip": 0.1}}  # fmt: skip
+    presets._check(entry, "x.toml")  # env_params is allowed
+    with pytest.raises(ValueError, match=r"unknown \['env_paramz'\]"):
+        presets._check(entry | {"env_paramz": {}}, "x.toml")
+    with_params = presets.Preset(
+        preset.algo, "GridWorld-FourRooms", "s", {}, {}, preset.result, "x", {"slip": 0.1}
+    )
+    assert with_params.record()["env_params"] == {"slip": 0.1}
+    assert "GridWorld-FourRooms, slip=0.1:" in with_params.describe()
+    assert experiment.env_overrides(with_params, ()) == {"slip": 0.1}
+    assert experiment.env_overrides(with_params, ("slip=0.3", "size=5")) == {
+        "slip": 0.3, "size": 5}  # fmt: skip
+    assert experiment.env_overrides(None, ("slip=0.3",)) == {"slip": 0.3}
+
+
+def test_train_uses_the_presets_env_params_and_the_flag_wins(tmp_path, monkeypatch):
+    result = presets.all_presets()[0].result
+    slippery = presets.Preset("ppo", "GridWorld-FourRooms", "test", {"num_envs": 2}, {}, result,
+                              "x", {"slip": 0.05})  # fmt: skip
+    monkeypatch.setattr(presets, "all_presets", lambda: (slippery,))
+    base = ["train", "ppo", "--env", "GridWorld-FourRooms", "--num-seeds", "1",
+            "--total-steps", "512"]  # fmt: skip
+    for extra, slip in (((), 0.05), (("--env-param", "slip=0.2"), 0.2)):
+        out = tmp_path / f"run{slip}"
+        cli.run([*base, *extra, "--out", str(out)])
+        summary = json.loads((out / "summary.json").read_text())
+        assert summary["env_overrides"] == {"slip": slip}
+        assert summary["preset"]["env_params"] == {"slip": 0.05}
+        assert summary["config"]["num_envs"] == 2
 
 
 def test_flag_value_reads_both_spellings_and_the_last():
@@ -71,10 +107,8 @@ def test_command_line_applies_the_preset_and_flags_override_fields(capsys):
     used, args = parse("ppo", ["--env", preset.env, "--preset", "none"])
     assert used is None and args.config == cli.ALGOS["ppo"].load()[3]
     assert "preset: none (--preset none)" in capsys.readouterr().out
-    used, _ = parse("ppo", ["--env", "gymnax:MountainCar-v0"])
-    assert used is None and "preset: none for ppo on gymnax:MountainCar-v0" in (
-        capsys.readouterr().out
-    )
+    used, _ = parse("ppo", ["--env", "Probe-1"])
+    assert used is None and "preset: none for ppo on Probe-1" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(
@@ -109,3 +143,23 @@ def test_presets_command_lists_them_with_results(capsys):
     with pytest.raises(SystemExit) as exit_:
         cli.run(["presets", "nope"])
     assert exit_.value.code == 2
+
+
+def test_without_a_preset_image_observations_get_the_conv_torso(tmp_path, capsys):
+    config = cli.ALGOS["ppo"].load()[3]
+    maze = "GridWorld-Maze"  # image observations by default; no preset
+    assert presets.get("ppo", maze) is None
+    chosen = experiment.space_defaults(config, maze, {}, ["--env", maze], None)
+    assert chosen.torso == "cnn"
+    assert "defaults chosen from GridWorld-Maze's spaces: torso='cnn'" in capsys.readouterr().out
+    # Left alone: an explicit --torso, --preset none, one-hot observations, a preset.
+    for argv, overrides in (
+        (["--torso", "mlp"], {}), (["--preset", "none"], {}), ([], {"obs_mode": "onehot"}),
+    ):  # fmt: skip
+        assert experiment.space_defaults(config, maze, overrides, argv, None).torso == "mlp"
+    preset = presets.all_presets()[0]
+    assert experiment.space_defaults(config, maze, {}, [], preset) is config
+    out = tmp_path / "run"
+    cli.run(["train", "ppo", "--env", maze, "--num-seeds", "1", "--num-envs", "4",
+             "--rollout-len", "16", "--total-steps", "128", "--out", str(out)])  # fmt: skip
+    assert json.loads((out / "summary.json").read_text())["config"]["torso"] == "cnn"

@@ -7,6 +7,8 @@ A preset is data, one TOML file per env family beside this module (``gymnax.toml
 - ``env``: the registered env name;
 - ``config`` and ``hparams``: the fields that differ from the algorithm's defaults
   (anything not named keeps its default);
+- ``env_params`` (optional): env params the preset was measured with, e.g. a Brax
+  physics backend (``--env-param`` flags override single ones);
 - ``source``: where the values come from (a peer's shipped config, a paper, or
   the ``jaxrl tune`` command that found them);
 - ``result``: what it reaches, measured: ``metric``, ``mean``, ``spread`` (the
@@ -16,10 +18,13 @@ A preset is data, one TOML file per env family beside this module (``gymnax.toml
 ``jaxrl train ALGO --env NAME`` (and every ``experiments/`` script and
 ``jaxrl sweep``) applies the preset for the pair when there is one, says which,
 and records it in ``summary.json``; explicit flags override single fields and
-``--preset none`` gives the bare defaults. In Python::
+``--preset none`` gives the bare defaults. Where a pair has no preset the run says
+so, and ``space_defaults`` adapts the defaults to the env's spaces (the conv torso
+for image observations). In Python::
 
     preset = presets.get("ppo", "gymnax:Acrobot-v1")
     config, hparams = preset.apply(ppo.PPOConfig(), ppo.PPOHParams())
+    env, env_params = envs.make(preset.env, **preset.env_params)
 
 TOML rather than YAML or Python: ``tomllib`` is in the standard library, the
 files hold nothing but values, and a diff of one shows exactly what changed.
@@ -35,6 +40,7 @@ from pathlib import Path
 from typing import Any
 
 FIELDS = {"algo", "env", "source", "config", "hparams", "result"}
+OPTIONAL_FIELDS = {"env_params"}
 RESULT_FIELDS = {
     "metric", "mean", "spread", "seeds", "env_steps", "wall_seconds", "machine", "date",
     "command",
@@ -51,6 +57,7 @@ class Preset:
     hparams: Mapping[str, Any]
     result: Mapping[str, Any]
     file: str
+    env_params: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -75,8 +82,9 @@ class Preset:
         """One line: the preset, its expected result and where it comes from."""
         r = self.result
         low, high = r["spread"]
+        env_params = "".join(f", {k}={v!r}" for k, v in self.env_params.items())
         return (
-            f"{self.name}: {r['metric']} {r['mean']:g} (seeds {low:g}..{high:g}, "
+            f"{self.name}{env_params}: {r['metric']} {r['mean']:g} (seeds {low:g}..{high:g}, "
             f"{r['seeds']} seeds, {r['env_steps']:,} env steps, {r['wall_seconds']:g} s on "
             f"{r['machine']}, {r['date']}); from {self.source}"
         )
@@ -85,7 +93,7 @@ class Preset:
         """What ``summary.json`` keeps of the preset."""
         return {"name": self.name, "file": self.file, "source": self.source,
                 "config": dict(self.config), "hparams": dict(self.hparams),
-                "expected": dict(self.result)}  # fmt: skip
+                "env_params": dict(self.env_params), "expected": dict(self.result)}  # fmt: skip
 
 
 def _tuples(values: Mapping[str, Any]) -> dict[str, Any]:
@@ -95,7 +103,7 @@ def _tuples(values: Mapping[str, Any]) -> dict[str, Any]:
 
 def _check(entry: dict, file: str) -> None:
     where = f"{file}: preset {entry.get('algo')}@{entry.get('env')}"
-    missing, extra = FIELDS - set(entry), set(entry) - FIELDS
+    missing, extra = FIELDS - set(entry), set(entry) - FIELDS - OPTIONAL_FIELDS
     if missing or extra:
         raise ValueError(f"{where}: missing {sorted(missing)}, unknown {sorted(extra)}")
     missing = RESULT_FIELDS - set(entry["result"])
@@ -112,7 +120,7 @@ def all_presets() -> tuple[Preset, ...]:
             _check(entry, path.name)
             preset = Preset(
                 entry["algo"], entry["env"], entry["source"], entry["config"],
-                entry["hparams"], entry["result"], path.name,
+                entry["hparams"], entry["result"], path.name, entry.get("env_params", {}),
             )  # fmt: skip
             if preset.name in seen:
                 raise ValueError(f"{path.name}: preset {preset.name} is defined twice")
@@ -142,6 +150,24 @@ def choose(algo: str, env: str, choice: str = AUTO) -> Preset | None:
     if names[choice].algo != algo:
         raise ValueError(f"--preset {choice!r} is for {names[choice].algo}, not {algo}")
     return names[choice]
+
+
+def space_defaults(
+    config: Any, obs_shape: tuple[int, ...], argv: list[str]
+) -> tuple[Any, list[str]]:
+    """``(config, reasons)``: defaults chosen from the env's spaces for a run without a
+    preset. Image observations (height, width, channels) get the conv torso
+    (``torso='cnn'``) where the agent has one; a field given on the command line
+    (``--torso``) is left as given. ``reasons`` says what changed and why."""
+    reasons = []
+    if (
+        len(obs_shape) == 3
+        and getattr(config, "torso", None) == "mlp"
+        and flag_value(argv, "--torso") is None
+    ):
+        config = dataclasses.replace(config, torso="cnn")
+        reasons.append(f"torso='cnn' (image observations of shape {tuple(obs_shape)})")
+    return config, reasons
 
 
 def flag_value(argv: list[str], flag: str) -> str | None:
