@@ -106,14 +106,20 @@ def mirrored(env: str) -> tuple[ppo.PPOConfig, ppo.PPOHParams]:
     return config, hp
 
 
-def jaxrl_settings(env: str, changes: dict[str, Any]) -> tuple[ppo.PPOConfig, ppo.PPOHParams, str]:
-    """The env's preset, else ``mirrored``; then ``changes`` (config or hparams fields)."""
+def jaxrl_settings(
+    env: str, changes: dict[str, Any], backend: str
+) -> tuple[ppo.PPOConfig, ppo.PPOHParams, str]:
+    """The env's preset, else ``mirrored``; then ``changes`` (config or hparams fields).
+    Both libraries run on ``backend``; the source says so where the preset's differs."""
     preset = presets.get("ppo", f"brax:{env}")
     if preset is None:
         (config, hp), source = mirrored(env), "mirrored from BRAX_PPO"
     else:
         config, hp = preset.apply(ppo.PPOConfig(), ppo.PPOHParams())
         source = f"preset {preset.name}"
+        preset_backend = preset.env_params.get("backend", backend)
+        if preset_backend != backend:
+            source += f" on backend {backend} instead of the preset's {preset_backend}"
     config_fields = {k: v for k, v in changes.items() if k in ppo.PPOConfig.__dataclass_fields__}
     hp_fields = {k: v for k, v in changes.items() if k in ppo.PPOHParams._fields}
     unknown = sorted(set(changes) - set(config_fields) - set(hp_fields))
@@ -250,7 +256,7 @@ def main(args: Args) -> None:
             raise SystemExit(f"--{name}={value} not allowed; it must be >= 1")
     changes = parse_changes(args.jaxrl_set)
     # jaxrl's settings per env, built (and bad --jaxrl-set values refused) before any run
-    settings = {env_name: jaxrl_settings(env_name, changes) for env_name in args.envs}
+    settings = {name: jaxrl_settings(name, changes, args.backend) for name in args.envs}
     for env_name, (config, _, _) in settings.items():
         per_update = config.num_envs * config.rollout_len
         if "jaxrl" in args.libs and args.steps < per_update:

@@ -311,10 +311,12 @@ def actor_critic(
     env_params: Any,
     gru_size: int = 0,
     squash: bool = False,
+    value_hidden_sizes: tuple[int, ...] | None = None,
 ):
     """The ``ActorCritic`` for ``env``'s spaces from a config's ``hidden_sizes``,
     ``activation`` and ``torso`` fields (shared by every actor-critic agent); with
-    ``squash`` a continuous policy is a tanh-squashed Gaussian acting in [-1, 1]."""
+    ``squash`` a continuous policy is a tanh-squashed Gaussian acting in [-1, 1];
+    ``value_hidden_sizes`` (None: ``hidden_sizes``) sizes the critic's torso."""
     from jaxrl.networks import ActorCritic
 
     spec = action_spec(owner, env, env_params)
@@ -334,6 +336,7 @@ def actor_critic(
         obs_ndim=obs_ndim(env, env_params),
         gru_size=gru_size,
         squash=squash,
+        value_hidden_sizes=value_hidden_sizes,
     )
 
 

@@ -307,11 +307,12 @@ class ActorCritic(nn.Module):
     obs_ndim: int = 1
     gru_size: int = 0
     squash: bool = False
+    value_hidden_sizes: Sequence[int] | None = None  # None: hidden_sizes
 
     def setup(self):
-        make = lambda: torso(self.torso_kind, self.hidden_sizes, self.activation, self.obs_ndim)  # noqa: E731
-        self.actor_torso = make()
-        self.critic_torso = make()
+        make = lambda sizes: torso(self.torso_kind, sizes, self.activation, self.obs_ndim)  # noqa: E731
+        self.actor_torso = make(self.hidden_sizes)
+        self.critic_torso = make(self.value_hidden_sizes or self.hidden_sizes)
         if self.discrete:
             self.policy_head = CategoricalHead(self.action_dim)
         else:

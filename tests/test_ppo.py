@@ -49,6 +49,8 @@ def test_value_loss_clipping():
         ({"activation": "sigmoid"}, "activation='sigmoid' is not allowed"),
         ({"gru_size": 8, "num_minibatches": 3}, "does not divide num_envs=4"),
         ({"gae_segment": -1}, "gae_segment=-1 is not allowed; it must be >= 0"),
+        ({"value_hidden_sizes": ()}, r"value_hidden_sizes=\(\) is not allowed; it must be None"),
+        ({"value_hidden_sizes": (8, 0)}, r"value_hidden_sizes=\(8, 0\) is not allowed"),
     ],
 )
 def test_bad_configs_raise_before_compiling(kwargs, message):
@@ -98,6 +100,18 @@ def test_gae_segment_reaches_the_update():
     for a, b in zip(whole, rollout_long, strict=True):
         np.testing.assert_array_equal(a, b)
     assert any(not np.array_equal(a, c) for a, c in zip(whole, one_step, strict=True))
+
+
+def test_value_hidden_sizes_size_the_critic_alone():
+    env, params = envs.make("Probe-3")
+    config = dataclasses.replace(PROBE_CONFIG, hidden_sizes=(8,), value_hidden_sizes=(16, 12))
+    state, _ = jax.jit(ppo.make_train(config, env, params))(jax.random.key(0), PROBE_HP)
+    shapes = jax.tree.map(np.shape, state.params["params"])
+    critic = [shapes["critic_torso"][k]["kernel"] for k in sorted(shapes["critic_torso"])]
+    actor = [shapes["actor_torso"][k]["kernel"] for k in sorted(shapes["actor_torso"])]
+    obs_dim = env.observation_space(params).shape[0]
+    assert critic == [(obs_dim, 16), (16, 12)] and actor == [(obs_dim, 8)]
+    assert shapes["value_head"]["Dense_0"]["kernel"] == (12, 1)
 
 
 def test_orthogonal_init_matches_jax_and_is_safe_under_vmap():
