@@ -237,10 +237,12 @@ def optimal_profit(model, horizon: int) -> float:
 
 @pytest.mark.slow
 def test_dqn_inventory_within_10_percent_of_optimum():
+    # The dqn@Inventory preset (200k steps, lr 1e-3, gamma 0.9, a 20k buffer).
     env, params = envs.make("Inventory")
     model = inventory.tabular_model(params)
-    config = dqn.DQNConfig(total_steps=200_000, learning_starts=5_000, buffer_size=20_000)
-    hp = dqn.DQNHParams(lr=1e-3, gamma=0.9, eps_decay_fraction=0.3)
+    preset = presets.get("dqn", "Inventory")
+    config, hp = preset.apply(dqn.DQNConfig(), dqn.DQNHParams())
+    assert config.total_steps == 200_000 and hp.gamma == 0.9
     train = jax.jit(jax.vmap(dqn.make_train(config, env, params), in_axes=(0, None)))
     state, _ = train(common.learning_keys(8), hp)
     # Each seed's greedy policy on every stock level, valued exactly on the model.
@@ -249,8 +251,10 @@ def test_dqn_inventory_within_10_percent_of_optimum():
     profits = [expected_profit(model, np.asarray(a), 100) for a in q.argmax(-1)]
     optimum = optimal_profit(model, 100)
     assert optimum > 0
-    common.report("DQN Inventory profit / optimum", np.mean(profits) / optimum, ">= 0.9")
-    assert np.mean(profits) >= 0.9 * optimum, (profits, optimum)
+    ratios = np.asarray(profits) / optimum
+    common.report("DQN Inventory profit / optimum, mean and lowest seed",
+                  [ratios.mean(), ratios.min()], ">= 0.9 in mean")  # fmt: skip
+    assert ratios.mean() >= 0.9, ratios
 
 
 @pytest.mark.slow
