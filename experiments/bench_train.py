@@ -69,7 +69,7 @@ class Args:
     more than one, multi-seed runs are also timed split over them."""
 
 
-def _legacy_step(env: Any) -> Any:
+def legacy_step(env: Any) -> Any:
     """``env`` with gymnax's old 5-value ``step``, safe to ``deepcopy``. (gymnax is imported
     here, not at the top: importing it starts jax, after which --cpu-devices cannot apply.)"""
     from gymnax.wrappers.compat import LegacyStepAPIWrapper
@@ -99,7 +99,7 @@ def _rejax(name: str, total_steps: int, **kwargs) -> Any:
 
     env, params = gymnax.make("CartPole-v1")
     algo = rejax.get_algo(name).create(
-        env=_legacy_step(env),
+        env=legacy_step(env),
         env_params=params,
         total_timesteps=total_steps,
         eval_freq=total_steps,

@@ -328,3 +328,26 @@ def test_env_param_flags_parse_to_overrides():
     assert parsed == {"slip": 0.2, "obs_mode": "image", "view_size": 7}
     with pytest.raises(ValueError, match="must be name=value"):
         parse_env_params(("slip",))
+
+
+@pytest.mark.slow
+def test_bench_presets_small_run(tmp_path):
+    cmd = [sys.executable, str(ROOT / "experiments" / "bench_presets.py"), "--out", str(tmp_path)]
+    bad = subprocess.run(cmd + ["--pairs", "ppo@nope"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "choose from" in bad.stderr
+    assert not (tmp_path / "summary.json").exists()
+    pair = "ppo@gymnax:CartPole-v1"  # among the cheapest: 100k env steps, about 20 s each
+    result = subprocess.run(
+        cmd + ["--pairs", pair, "--seeds", "1"], capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["script"] == "bench_presets" and summary["versions"]["jax"]
+    full = json.loads((tmp_path / "bench_presets.json").read_text())["results"][pair]
+    assert full["jaxrl"]["preset"]["name"] == pair  # jaxrl train applied the pair's preset
+    assert full["jaxrl"]["env_steps"] == full["rejax"]["env_steps"] == 100_000
+    for lib in ("jaxrl", "rejax"):
+        (ret,) = full[lib]["per_seed"]
+        assert 0 < ret <= 500 and summary["means"][pair][lib] == ret  # CartPole's range
+    gap = summary["comparison"][pair]["jaxrl_minus_rejax"]
+    assert gap == full["jaxrl"]["mean"] - full["rejax"]["mean"]
