@@ -272,6 +272,9 @@ def main(args: Args) -> None:
     unknown = sorted(set(args.pairs) - set(REJAX))
     if unknown:
         raise SystemExit(f"--pairs {unknown} not allowed; choose from {sorted(REJAX)}")
+    bare = [p for p in args.pairs if presets.get(*p.split("@")) is None and p not in MIRRORED]
+    if bare:
+        raise SystemExit(f"{bare}: neither a preset nor a MIRRORED entry; add one of them")
     bad_libs = sorted(set(args.libs) - {"jaxrl", "rejax"})
     if bad_libs or args.seeds < 1:
         raise SystemExit(

@@ -406,7 +406,11 @@ def env_overrides(preset: presets.Preset | None, pairs: tuple[str, ...]) -> dict
 
 
 def space_defaults(
-    config: Any, env_name: str, overrides: dict[str, Any], argv: list[str], preset: Any
+    config: Any,
+    env_name: str,
+    overrides: dict[str, Any],
+    argv: list[str],
+    preset: presets.Preset | None,
 ) -> Any:
     """``config`` with the defaults ``presets.space_defaults`` chooses from the env's
     spaces, announced: for a run whose ``--preset`` is ``auto`` and that has none
