@@ -46,7 +46,7 @@ def test_unknown_fields_are_refused_with_the_allowed_ones():
         bad.apply(default_config, hparams_cls())
 
 
-def test_env_params_are_optional_recorded_and_flags_override_them(tmp_path):
+def test_env_params_are_optional_recorded_and_flags_override_them():
     preset = presets.all_presets()[0]
     entry = {"algo": preset.algo, "env": preset.env, "source": "s", "config": {},
              "hparams": {}, "result": dict(preset.result), "env_params": {"slip": 0.1}}  # fmt: skip
