@@ -29,6 +29,7 @@ rejax needs ``pip install -e ".[bench]"`` and gymnax's old 5-value ``step``
 from __future__ import annotations
 
 import dataclasses
+import importlib.util
 import json
 import subprocess
 import sys
@@ -280,6 +281,11 @@ def main(args: Args) -> None:
         raise SystemExit(
             f"--libs {list(args.libs)} / --seeds {args.seeds} not allowed; libs from "
             "['jaxrl', 'rejax'], seeds >= 1"
+        )
+    if "rejax" in args.libs and importlib.util.find_spec("rejax") is None:
+        raise SystemExit(
+            "--libs includes rejax, which is not installed: pip install -e '.[bench]', "
+            "or pass --libs jaxrl"
         )
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, Any]] = {}

@@ -1,5 +1,6 @@
 """The training scripts run end to end and write the documented summary.json."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -332,19 +333,43 @@ def test_env_param_flags_parse_to_overrides():
 
 @pytest.mark.slow
 def test_bench_presets_small_run(tmp_path):
+    """jaxrl's side as CI runs it (rejax is an optional extra, ``.[bench]``); the
+    rejax side and the comparison in the next test where rejax is installed."""
     cmd = [sys.executable, str(ROOT / "experiments" / "bench_presets.py"), "--out", str(tmp_path)]
     bad = subprocess.run(cmd + ["--pairs", "ppo@nope"], capture_output=True, text=True, timeout=120)
     assert bad.returncode != 0 and "choose from" in bad.stderr
+    if importlib.util.find_spec("rejax") is None:
+        bad = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+        assert bad.returncode != 0 and "not installed" in bad.stderr
     assert not (tmp_path / "summary.json").exists()
     pair = "ppo@gymnax:CartPole-v1"  # among the cheapest: 100k env steps, about 20 s each
+    result = subprocess.run(
+        cmd + ["--pairs", pair, "--seeds", "1", "--libs", "jaxrl"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["script"] == "bench_presets" and summary["versions"]["jax"]
+    assert summary["comparison"] == {}  # nothing to compare against
+    full = json.loads((tmp_path / "bench_presets.json").read_text())["results"][pair]
+    assert set(full) == {"jaxrl"}
+    assert full["jaxrl"]["preset"]["name"] == pair  # jaxrl train applied the pair's preset
+    assert full["jaxrl"]["env_steps"] == 100_000
+    (ret,) = full["jaxrl"]["per_seed"]
+    assert 0 < ret <= 500 and summary["means"][pair]["jaxrl"] == ret  # CartPole's range
+
+
+@pytest.mark.slow
+def test_bench_presets_against_rejax(tmp_path):
+    pytest.importorskip("rejax", reason="rejax is the optional .[bench] extra")
+    pair = "ppo@gymnax:CartPole-v1"
+    cmd = [sys.executable, str(ROOT / "experiments" / "bench_presets.py"), "--out", str(tmp_path)]
     result = subprocess.run(
         cmd + ["--pairs", pair, "--seeds", "1"], capture_output=True, text=True, timeout=600
     )
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["script"] == "bench_presets" and summary["versions"]["jax"]
     full = json.loads((tmp_path / "bench_presets.json").read_text())["results"][pair]
-    assert full["jaxrl"]["preset"]["name"] == pair  # jaxrl train applied the pair's preset
     assert full["jaxrl"]["env_steps"] == full["rejax"]["env_steps"] == 100_000
     for lib in ("jaxrl", "rejax"):
         (ret,) = full[lib]["per_seed"]
