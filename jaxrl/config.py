@@ -312,11 +312,13 @@ def actor_critic(
     gru_size: int = 0,
     squash: bool = False,
     value_hidden_sizes: tuple[int, ...] | None = None,
+    state_std: bool = False,
 ):
     """The ``ActorCritic`` for ``env``'s spaces from a config's ``hidden_sizes``,
     ``activation`` and ``torso`` fields (shared by every actor-critic agent); with
     ``squash`` a continuous policy is a tanh-squashed Gaussian acting in [-1, 1];
-    ``value_hidden_sizes`` (None: ``hidden_sizes``) sizes the critic's torso."""
+    ``value_hidden_sizes`` (None: ``hidden_sizes``) sizes the critic's torso;
+    ``state_std`` makes a continuous policy's std a function of the state."""
     from jaxrl.networks import ActorCritic
 
     spec = action_spec(owner, env, env_params)
@@ -327,6 +329,11 @@ def actor_critic(
         )
     if squash:
         check_finite_bounds(owner, env, env_params)
+    if state_std and spec.discrete:
+        raise ValueError(
+            f"{owner}Config.state_std=True is not allowed for discrete actions; it "
+            "parametrises a continuous (Box) policy's std"
+        )
     return ActorCritic(
         action_dim=spec.dim,
         discrete=spec.discrete,
@@ -337,6 +344,7 @@ def actor_critic(
         gru_size=gru_size,
         squash=squash,
         value_hidden_sizes=value_hidden_sizes,
+        state_std=state_std,
     )
 
 

@@ -120,9 +120,19 @@ class TanhGaussian(NamedTuple):
 
     def sample_and_log_prob(self, key: jax.Array) -> tuple[jax.Array, jax.Array]:
         """A sample and its log-probability, computed from the pre-squash value (stable)."""
-        u = self._base().sample(key)
-        log_prob = self._base().log_prob(u) - jnp.sum(_log_one_minus_tanh_sq(u), axis=-1)
-        return jnp.tanh(u), log_prob
+        u = self.sample_pre_squash(key)
+        return jnp.tanh(u), self.log_prob_pre_squash(u)
+
+    def sample_pre_squash(self, key: jax.Array) -> jax.Array:
+        """``u ~ N(mean, std)``, whose ``tanh`` is a sample of this distribution."""
+        return self._base().sample(key)
+
+    def log_prob_pre_squash(self, u: jax.Array) -> jax.Array:
+        """Log-density of the action ``tanh(u)``, exact for every ``u``: ``log_prob``
+        must recover ``u`` with ``atanh``, which saturates in float32 (``tanh(u)``
+        rounds to 1 from about ``u = 9``, and ``log_prob`` clips at ``atanh(1 - EPS)``
+        = 7.25), so keep ``u`` where the sample is stored (PPO's rollouts do)."""
+        return self._base().log_prob(u) - jnp.sum(_log_one_minus_tanh_sq(u), axis=-1)
 
     def sample(self, key: jax.Array) -> jax.Array:
         return jnp.tanh(self._base().sample(key))
@@ -130,8 +140,7 @@ class TanhGaussian(NamedTuple):
     def log_prob(self, action: jax.Array) -> jax.Array:
         """Log-density of ``action``; finite at the bounds (clipped by ``EPS``)."""
         a = jnp.clip(action, -1.0 + self.EPS, 1.0 - self.EPS)
-        u = jnp.arctanh(a)
-        return self._base().log_prob(u) - jnp.sum(_log_one_minus_tanh_sq(u), axis=-1)
+        return self.log_prob_pre_squash(jnp.arctanh(a))
 
     def entropy_estimate(self, key: jax.Array) -> jax.Array:
         """Single-sample unbiased estimate of the entropy."""

@@ -152,18 +152,29 @@ class CategoricalHead(nn.Module):
 
 class GaussianHead(nn.Module):
     """Diagonal Gaussian with a state-independent, learned log-std (PPO/TRPO style);
-    with ``squash`` the same Gaussian squashed by ``tanh`` (actions in (-1, 1))."""
+    with ``squash`` the same Gaussian squashed by ``tanh`` (actions in (-1, 1)).
+
+    ``state_std``: the std is a function of the state instead, ``softplus(dense(x)) +
+    0.001`` (brax.training's ``NormalTanhDistribution``; about 0.69 at init)."""
 
     action_dim: int
     init_log_std: float = 0.0
     squash: bool = False
+    state_std: bool = False
+
+    #: brax.training's ``min_std``: the std never falls below it.
+    MIN_STD = 1e-3
 
     @nn.compact
     def __call__(self, x: jax.Array) -> DiagGaussian | TanhGaussian:
         mean = dense(self.action_dim, 0.01)(x)
-        log_std = self.param(
-            "log_std", nn.initializers.constant(self.init_log_std), (self.action_dim,)
-        )
+        if self.state_std:
+            std = jax.nn.softplus(dense(self.action_dim, 0.01)(x)) + self.MIN_STD
+            log_std = jnp.log(std)
+        else:
+            log_std = self.param(
+                "log_std", nn.initializers.constant(self.init_log_std), (self.action_dim,)
+            )
         return (TanhGaussian if self.squash else DiagGaussian)(
             mean, jnp.broadcast_to(log_std, mean.shape)
         )
@@ -308,6 +319,7 @@ class ActorCritic(nn.Module):
     gru_size: int = 0
     squash: bool = False
     value_hidden_sizes: Sequence[int] | None = None  # None: hidden_sizes
+    state_std: bool = False  # GaussianHead's
 
     def setup(self):
         make = lambda sizes: torso(self.torso_kind, sizes, self.activation, self.obs_ndim)  # noqa: E731
@@ -316,7 +328,9 @@ class ActorCritic(nn.Module):
         if self.discrete:
             self.policy_head = CategoricalHead(self.action_dim)
         else:
-            self.policy_head = GaussianHead(self.action_dim, squash=self.squash)
+            self.policy_head = GaussianHead(
+                self.action_dim, squash=self.squash, state_std=self.state_std
+            )
         self.value_head = ValueHead()
         if self.gru_size:
             self.gru = ResettingGRU(self.gru_size)

@@ -72,3 +72,21 @@ def test_tanh_gaussian_sample_log_prob_agrees_with_log_prob(seed):
     action, log_prob = dist.sample_and_log_prob(jax.random.key(seed))
     np.testing.assert_allclose(log_prob, dist.log_prob(action), rtol=1e-3)
     np.testing.assert_allclose(dist.mode(), np.tanh([0.1, 0.4]), rtol=1e-6)
+
+
+def test_tanh_gaussian_pre_squash_log_prob_is_exact_where_atanh_saturates():
+    mean, log_std = np.array([8.0, -1.0]), np.array([0.5, -0.3])
+    dist = TanhGaussian(jnp.asarray(mean, jnp.float32), jnp.asarray(log_std, jnp.float32))
+    # log(1 - tanh(u)^2) = 2 (log 2 - |u| - log(1 + exp(-2|u|))), exact in float64
+    log_jac = lambda u: 2 * (np.log(2) - np.abs(u) - np.log1p(np.exp(-2 * np.abs(u))))  # noqa: E731
+    for u in (np.array([0.3, -0.6]), np.array([11.0, -0.6])):
+        want = (stats.norm(mean, np.exp(log_std)).logpdf(u) - log_jac(u)).sum()
+        got = dist.log_prob_pre_squash(jnp.asarray(u, jnp.float32))
+        np.testing.assert_allclose(got, want, rtol=1e-5)
+    # tanh(11) is 1.0 in float32: log_prob can only see atanh(1 - EPS) = 7.25, off by a lot.
+    saturated = jnp.tanh(jnp.array([11.0, -0.6], jnp.float32))
+    assert abs(float(dist.log_prob(saturated)) - want) > 1.0
+    u = dist.sample_pre_squash(jax.random.key(3))
+    action, log_prob = dist.sample_and_log_prob(jax.random.key(3))
+    np.testing.assert_allclose(action, np.tanh(u), rtol=1e-6)
+    np.testing.assert_allclose(log_prob, dist.log_prob_pre_squash(u), rtol=1e-6)

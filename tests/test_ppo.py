@@ -203,3 +203,28 @@ def test_squashed_policy_learns_in_bounds_and_acts_in_the_env_range():
     cartpole, cartpole_params = envs.make("gymnax:CartPole-v1")
     with pytest.raises(ValueError, match="PPOConfig.squash=True is not allowed for discrete"):
         ppo.make_train(config, cartpole, cartpole_params)
+
+
+def test_state_std_depends_on_the_state_and_stays_above_its_floor():
+    from jaxrl.networks import GaussianHead
+
+    env, params = envs.make("gymnax:Pendulum-v1")
+    small = ppo.PPOConfig(
+        num_envs=2, rollout_len=8, total_steps=16, num_minibatches=2, squash=True, state_std=True
+    )
+    state = ppo.make_train(small, env, params).start(jax.random.key(0), ppo.PPOHParams())
+    assert "log_std" not in state.params["params"]["policy_head"]  # no free parameter
+    obs = jax.random.normal(jax.random.key(1), (5, 3))
+    dist, _ = ppo.make_network(small, env, params).apply(state.params, obs)
+    std = np.exp(np.asarray(dist.log_std))
+    # brax.training's softplus(0) + 0.001 at init (the head's small init), varying by state.
+    np.testing.assert_allclose(std, np.log(2.0) + 1e-3, rtol=0.05)
+    assert np.ptp(std) > 0
+    head = GaussianHead(1, squash=True, state_std=True)
+    head_params = head.init(jax.random.key(0), jnp.ones((1, 4)))
+    huge = jax.tree.map(lambda w: -1e3 * jnp.ones_like(w), head_params)  # softplus -> 0
+    floor = np.exp(np.asarray(head.apply(huge, jnp.ones((1, 4))).log_std))
+    np.testing.assert_allclose(floor, GaussianHead.MIN_STD, rtol=1e-4)
+    cartpole, cartpole_params = envs.make("gymnax:CartPole-v1")
+    with pytest.raises(ValueError, match="PPOConfig.state_std=True is not allowed for discrete"):
+        ppo.make_train(dataclasses.replace(PROBE_CONFIG, state_std=True), cartpole, cartpole_params)

@@ -94,6 +94,10 @@ class PPOConfig(C.AgentConfig, C.SplitEnvs):
     value_hidden_sizes: tuple[int, ...] | None = None
     """Layer sizes of the critic's torso when they differ from the actor's
     (brax.training: a 4x32 policy and a 5x256 value network); None: ``hidden_sizes``."""
+    state_std: bool = False
+    """Continuous actions: the policy's std is a function of the state,
+    ``softplus(dense(features)) + 0.001`` (brax.training's ``NormalTanhDistribution``);
+    False: a learned log-std that does not depend on the state."""
 
     def check(self):
         C.check_positive(
@@ -155,7 +159,7 @@ class PPOState(NamedTuple):
 class Batch(NamedTuple):
     obs: Any
     first: jax.Array
-    action: jax.Array
+    action: jax.Array  # a squashed policy's pre-squash sample u (the env got tanh(u))
     log_prob: jax.Array
     value: jax.Array
     advantage: jax.Array
@@ -198,7 +202,7 @@ def ppo_loss(
         dist, value = apply_fn(params, batch.obs)
     else:
         dist, value, _ = apply_fn(params, batch.obs, batch.first, rnn0)
-    new_log_prob = dist.log_prob(batch.action)
+    new_log_prob = stored_log_prob(dist, batch.action)
     log_ratio = new_log_prob - batch.log_prob
     ratio = jnp.exp(log_ratio)
     policy_loss = clipped_surrogate_loss(ratio, batch.advantage, hp.clip_eps)
@@ -212,6 +216,14 @@ def ppo_loss(
         "approx_kl": ((ratio - 1.0) - log_ratio).mean(),
         "clip_fraction": (jnp.abs(ratio - 1.0) > hp.clip_eps).mean(),
     }
+
+
+def stored_log_prob(dist: Any, action: jax.Array) -> jax.Array:
+    """Log-probability of a batch's action: for a tanh-squashed Gaussian the batch
+    holds the pre-squash sample (``TanhGaussian.log_prob_pre_squash``)."""
+    if isinstance(dist, TanhGaussian):
+        return dist.log_prob_pre_squash(action)
+    return dist.log_prob(action)
 
 
 def policy_entropy(dist: Any, log_prob: jax.Array) -> jax.Array:
@@ -232,8 +244,9 @@ def normalize_advantages(batch: Batch) -> Batch:
 
 def make_network(config: PPOConfig, env: Any, env_params: Any) -> ActorCritic:
     return C.actor_critic(
-        "PPO", config, env, env_params, config.gru_size, config.squash, config.value_hidden_sizes
-    )
+        "PPO", config, env, env_params, config.gru_size, config.squash,
+        config.value_hidden_sizes, config.state_std,
+    )  # fmt: skip
 
 
 def make_train(config: PPOConfig, env: Any, env_params: Any) -> Trainer:
@@ -245,6 +258,7 @@ def make_train(config: PPOConfig, env: Any, env_params: Any) -> Trainer:
         env, shards.local_envs, config.max_resets, not network.discrete, config.squash
     )
     recurrent = config.gru_size > 0
+    squashed = config.squash and not network.discrete
     obs_shape = venv.observation_space(env_params).shape
     decay = config.num_updates * config.num_epochs * config.num_minibatches
 
@@ -279,8 +293,12 @@ def make_train(config: PPOConfig, env: Any, env_params: Any) -> Trainer:
 
         def act(key, obs, first, rnn):
             dist, value, rnn_next = apply_step(state.params, obs, first, rnn)
+            if squashed:  # the env gets tanh(u); the batch keeps u (exact log-probs)
+                u = dist.sample_pre_squash(key)
+                extras = (dist.log_prob_pre_squash(u), value, rnn_next, u)
+                return jnp.tanh(u), extras, rnn_next
             action = dist.sample(key)
-            return action, (dist.log_prob(action), value, rnn_next), rnn_next
+            return action, (dist.log_prob(action), value, rnn_next, None), rnn_next
 
         # 1. collect rollout
         env_carry, rnn_end, traj = rollout.collect(
@@ -294,7 +312,7 @@ def make_train(config: PPOConfig, env: Any, env_params: Any) -> Trainer:
             state.rnn,
             shards,
         )
-        log_prob, value, rnn_after = traj.extras
+        log_prob, value, rnn_after, pre_squash = traj.extras
         # 2. bootstrap values on final_obs (pre-reset), with the state after each step
         if recurrent:
             flat = lambda x: x.reshape((-1, *x.shape[2:]))  # noqa: E731
@@ -310,7 +328,8 @@ def make_train(config: PPOConfig, env: Any, env_params: Any) -> Trainer:
         adv, target = returns.gae(
             traj.reward, traj.terminated, cut, value, v_next, hp.gamma, hp.gae_lambda
         )
-        batch = Batch(traj.obs, traj.first, traj.action, log_prob, value, adv, target)
+        action = traj.action if pre_squash is None else pre_squash
+        batch = Batch(traj.obs, traj.first, action, log_prob, value, adv, target)
         # every device holds the whole rollout (identity on one device)
         batch, rnn_start = shards.gather(batch, axis=1), shards.gather(state.rnn)
 
