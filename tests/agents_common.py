@@ -127,7 +127,9 @@ def toy_apply(params, obs):
     )
 
 
-TOY = {"logits": jnp.zeros(2), "value": jnp.array(1.0)}
+# numpy leaves: nothing here may start jax's backend at import, before conftest has
+# set XLA_FLAGS (see conftest.fast_compile).
+TOY = {"logits": np.zeros(2, np.float32), "value": np.float32(1.0)}
 
 
 SEED_SET = 0

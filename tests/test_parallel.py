@@ -61,7 +61,8 @@ CHILD = textwrap.dedent(
 def on_four_devices(code: str, timeout: int = 600) -> dict:
     """Run ``code`` in a fresh interpreter with 4 forced CPU devices; its last stdout
     line, parsed as JSON."""
-    env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
+    kept = [f for f in os.environ.get("XLA_FLAGS", "").split() if "device_count" not in f]
+    env = {**os.environ, "XLA_FLAGS": " ".join(["--xla_force_host_platform_device_count=4", *kept])}
     result = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=timeout
     )

@@ -121,7 +121,9 @@ def test_satisfaction_bounded_and_termination_exactly_below_threshold(
     assert not bool(ts.truncated.any())
     assert bool(np.all(obs_ok)), "an observation left the observation space"
     # The observation carries the satisfaction and the last click; reward is the click.
-    np.testing.assert_array_equal(ts.obs[:, params.interest_dim], satisfaction)
+    # The same value, which XLA may compute in two fusions: equal up to rounding (at
+    # -O0, as the default test tier compiles, they can differ in the last bit).
+    np.testing.assert_allclose(ts.obs[:, params.interest_dim], satisfaction, rtol=2e-7, atol=0)
     np.testing.assert_array_equal(ts.obs[:, params.interest_dim + 1], ts.reward)
     np.testing.assert_array_equal(ts.reward, ts.info["click"])
     assert set(np.unique(ts.reward)) <= {0.0, 1.0}
