@@ -98,3 +98,27 @@ def test_ppo_brax_inverted_pendulum_2m():
     metrics, evals = jax.jit(jax.vmap(train_and_evaluate))(keys)
     common.report("PPO brax inverted_pendulum greedy return", evals.mean(), ">= 900")
     assert evals.mean() >= 900, (evals, final_returns(metrics))
+
+
+def test_ppo_brax_ant_preset_1_2m():
+    # Issue 18's locomotion target: the ppo@brax:ant preset (spring physics, 1,228,800
+    # env steps) reaches a greedy return of 1,500; brax.training's PPO reaches about
+    # 2,250 on this budget and machine (experiments/bench_locomotion.py). Two seeds,
+    # vmapped, each evaluated greedily on 8 full episodes.
+    from jaxrl import presets
+
+    preset = presets.get("ppo", "brax:ant")
+    config, hp = preset.apply(ppo.PPOConfig(), ppo.PPOHParams())
+    assert config.total_steps <= 1_228_800
+    env, params = envs.make(preset.env, **preset.env_params)
+    eval_env, _ = envs.make(preset.env, autoreset=False, **preset.env_params)
+    train = ppo.make_train(config, env, params)
+
+    def train_and_evaluate(key):
+        state, _ = train(key, hp)
+        act = ppo.make_policy(config, env, params, state)
+        return evaluate(eval_env, params, act, jax.random.key(1), 8, 1000).mean()
+
+    evals = jax.jit(jax.vmap(train_and_evaluate))(common.learning_keys(2))
+    common.report("PPO brax:ant preset greedy return", evals, ">= 1500 in mean")
+    assert evals.mean() >= 1500, evals

@@ -12,8 +12,13 @@ Continuous actions: by default a Gaussian with a state-independent log-std whose
 samples are clipped to the env's bounds (CleanRL's); ``squash=True`` gives a
 tanh-squashed Gaussian acting in [-1, 1], rescaled to the bounds (brax.training's
 PPO squashes too), with ``-mean(log_prob)`` of the rollout's actions as its
-entropy. Measured (``experiments/bench_locomotion.py``, 2-core CPU, 2026-12-07):
-on ``brax:ant`` with brax.training's settings mirrored (1.23M steps, entropy
+entropy; ``state_std=True`` makes the std a function of the state (brax.training's
+``softplus(dense(x)) + 0.001``). A squashed policy's rollout keeps the pre-squash
+sample ``u`` (the env gets ``tanh(u)``), so its log-probs are exact however far
+``tanh`` saturates (``TanhGaussian.log_prob_pre_squash``).
+
+Measured (``experiments/bench_locomotion.py``, 2-core CPU, 2026-12-07): on
+``brax:ant`` with brax.training's settings mirrored (1.23M steps, entropy
 bonus 0.01), greedy return 1,394 squashed against 60 clipped on seed 0 (the
 clipped run reached ~950 by 600k steps, then collapsed); squashed over 3 seeds
 1,322, brax.training 2,248 with the same settings. On the
@@ -30,13 +35,23 @@ segments stay off by default; no reward normalisation and no gradient clipping
 (brax.training clips none) 1,602 (1,820 / 1,714 / 1,273), no better than with
 the default clipping at 0.5; no reward normalisation and silu activations
 (brax.training's swish) 485 (480 / 616 / 359: each seed near 900-1,000 by 800k
-steps, then collapsed), so tanh stays. The ``ppo@brax:ant`` preset is the
+steps, then collapsed), so tanh stays. The first ``ppo@brax:ant`` preset was the
 squashed run without reward normalisation; ``jaxrl train ppo --env brax:ant
---num-seeds 4`` (other seeds than the benchmark's) gives 1,475 (1,662 / 1,357 /
+--num-seeds 4`` (other seeds than the benchmark's) gave 1,475 (1,662 / 1,357 /
 1,756 / 1,124), so over 7 seeds 1,546 with a spread of 1,124-1,820. On top of it,
 brax.training's network sizes (``hidden_sizes=(32, 32, 32, 32)``,
 ``value_hidden_sizes=(256,) * 5``) 1,569 (1,507 / 1,677 / 1,523) on the
 benchmark's seeds, against 1,642 without: no better.
+
+Then the rollout kept a squashed policy's pre-squash sample ``u`` for its
+log-probs (before, they were taken at ``atanh(tanh(u))``, which float32 clips
+from ``u`` = 7.25 on): the same run gives 1,465 (1,623 / 1,124 / 1,648), the same
+within seed noise. On top of it, brax.training's state-dependent std
+(``state_std=True``: ``softplus(dense(x)) + 0.001``, about 0.69 at init, where the
+learned log-std starts at std 1) gives 2,834 (2,609 / 2,831 / 3,061): every seed
+above brax.training's 2,248 (2,176 / 2,390 / 2,180), each leaving the plateau of
+~1,000 (standing still) by 800k steps as brax's do. Of everything measured, the
+std's parametrisation is what mattered most; the preset has it.
 
 Recurrent PPO (``gru_size > 0``) minibatches whole environment sequences and
 replays them from the hidden state stored at the start of the rollout.
