@@ -103,8 +103,9 @@ def test_ppo_brax_inverted_pendulum_2m():
 def test_ppo_brax_ant_preset_1_2m():
     # Issue 18's locomotion target: the ppo@brax:ant preset (spring physics, 1,228,800
     # env steps) reaches a greedy return of 1,500; brax.training's PPO reaches about
-    # 2,250 on this budget and machine (experiments/bench_locomotion.py). Two seeds,
-    # vmapped, each evaluated greedily on 8 full episodes.
+    # 2,250 on this budget and machine (experiments/bench_locomotion.py). One seed (the
+    # issue's target; CI's time is short), evaluated greedily on 8 full episodes; every
+    # seed measured so far, 11 of them, ended between 2,331 and 3,061.
     from jaxrl import presets
 
     preset = presets.get("ppo", "brax:ant")
@@ -119,6 +120,6 @@ def test_ppo_brax_ant_preset_1_2m():
         act = ppo.make_policy(config, env, params, state)
         return evaluate(eval_env, params, act, jax.random.key(1), 8, 1000).mean()
 
-    evals = jax.jit(jax.vmap(train_and_evaluate))(common.learning_keys(2))
-    common.report("PPO brax:ant preset greedy return", evals, ">= 1500 in mean")
-    assert evals.mean() >= 1500, evals
+    (greedy,) = jax.jit(jax.vmap(train_and_evaluate))(common.learning_keys(1))
+    common.report("PPO brax:ant preset greedy return", greedy, ">= 1500")
+    assert greedy >= 1500, greedy
