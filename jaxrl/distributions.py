@@ -135,7 +135,7 @@ class TanhGaussian(NamedTuple):
         return self._base().log_prob(u) - jnp.sum(_log_one_minus_tanh_sq(u), axis=-1)
 
     def sample(self, key: jax.Array) -> jax.Array:
-        return jnp.tanh(self._base().sample(key))
+        return jnp.tanh(self.sample_pre_squash(key))
 
     def log_prob(self, action: jax.Array) -> jax.Array:
         """Log-density of ``action``; finite at the bounds (clipped by ``EPS``)."""

@@ -21,6 +21,22 @@ def train_seeds(env_name, config, hparams, num_seeds=8, **env_overrides):
     return env, params, final_returns(metrics)
 
 
+def train_then_greedy(env_name, env_overrides, config, hparams, num_seeds):
+    """Train ``num_seeds`` vmapped seeds and evaluate each one's greedy policy on 8
+    episodes of at most 1,000 steps (Brax's length), in one compiled call:
+    ``(metrics, greedy returns [num_seeds])``."""
+    env, params = envs.make(env_name, **env_overrides)
+    eval_env, _ = envs.make(env_name, autoreset=False, **env_overrides)
+    train = ppo.make_train(config, env, params)
+
+    def train_and_evaluate(key):
+        state, metrics = train(key, hparams)
+        act = ppo.make_policy(config, env, params, state)
+        return metrics, evaluate(eval_env, params, act, jax.random.key(1), 8, 1000).mean()
+
+    return jax.jit(jax.vmap(train_and_evaluate))(common.learning_keys(num_seeds))
+
+
 def test_ppo_cartpole_500k():
     _, _, returns = train_seeds("gymnax:CartPole-v1", ppo.PPOConfig(), ppo.PPOHParams())
     common.report("PPO CartPole-v1 final return", returns.mean(), ">= 475")
@@ -85,17 +101,8 @@ def test_ppo_brax_inverted_pendulum_2m():
         normalize_reward=True,
     )
     hp = ppo.PPOHParams(lr=1e-3, gamma=0.99, ent_coef=0.01)
-    env, params = envs.make("brax:inverted_pendulum", backend="spring")
-    eval_env, _ = envs.make("brax:inverted_pendulum", backend="spring", autoreset=False)
-    train = ppo.make_train(config, env, params)
-
-    def train_and_evaluate(key):
-        state, metrics = train(key, hp)
-        act = ppo.make_policy(config, env, params, state)
-        return metrics, evaluate(eval_env, params, act, jax.random.key(1), 8, 1000).mean()
-
-    keys = common.learning_keys(8)
-    metrics, evals = jax.jit(jax.vmap(train_and_evaluate))(keys)
+    spring = {"backend": "spring"}
+    metrics, evals = train_then_greedy("brax:inverted_pendulum", spring, config, hp, 8)
     common.report("PPO brax inverted_pendulum greedy return", evals.mean(), ">= 900")
     assert evals.mean() >= 900, (evals, final_returns(metrics))
 
@@ -111,15 +118,6 @@ def test_ppo_brax_ant_preset_1_2m():
     preset = presets.get("ppo", "brax:ant")
     config, hp = preset.apply(ppo.PPOConfig(), ppo.PPOHParams())
     assert config.total_steps <= 1_228_800
-    env, params = envs.make(preset.env, **preset.env_params)
-    eval_env, _ = envs.make(preset.env, autoreset=False, **preset.env_params)
-    train = ppo.make_train(config, env, params)
-
-    def train_and_evaluate(key):
-        state, _ = train(key, hp)
-        act = ppo.make_policy(config, env, params, state)
-        return evaluate(eval_env, params, act, jax.random.key(1), 8, 1000).mean()
-
-    (greedy,) = jax.jit(jax.vmap(train_and_evaluate))(common.learning_keys(1))
+    _, (greedy,) = train_then_greedy(preset.env, preset.env_params, config, hp, 1)
     common.report("PPO brax:ant preset greedy return", greedy, ">= 1500")
     assert greedy >= 1500, greedy

@@ -273,7 +273,6 @@ def make_train(config: PPOConfig, env: Any, env_params: Any) -> Trainer:
         env, shards.local_envs, config.max_resets, not network.discrete, config.squash
     )
     recurrent = config.gru_size > 0
-    squashed = config.squash and not network.discrete
     obs_shape = venv.observation_space(env_params).shape
     decay = config.num_updates * config.num_epochs * config.num_minibatches
 
@@ -308,7 +307,7 @@ def make_train(config: PPOConfig, env: Any, env_params: Any) -> Trainer:
 
         def act(key, obs, first, rnn):
             dist, value, rnn_next = apply_step(state.params, obs, first, rnn)
-            if squashed:  # the env gets tanh(u); the batch keeps u (exact log-probs)
+            if config.squash:  # the env gets tanh(u); the batch keeps u (exact log-probs)
                 u = dist.sample_pre_squash(key)
                 extras = (dist.log_prob_pre_squash(u), value, rnn_next, u)
                 return jnp.tanh(u), extras, rnn_next
