@@ -33,10 +33,11 @@ FINAL_FRACTION = 0.05
 
 
 def write_json(path: Path, data: Any) -> None:
-    """Write ``data`` as JSON to a temporary name, then rename it onto ``path``, so a
-    failed or interrupted run never leaves a half-written file."""
+    """Write ``data`` as strict JSON (non-finite numbers as null: ``loggers.json_safe``)
+    to a temporary name, then rename it onto ``path``, so a failed or interrupted
+    run never leaves a half-written file."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(data, indent=2))
+    tmp.write_text(json.dumps(loggers.json_safe(data), indent=2, allow_nan=False))
     tmp.replace(path)
 
 

@@ -19,6 +19,26 @@ import math
 from pathlib import Path
 from typing import Any, Protocol
 
+import numpy as np
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` as strict JSON data: every non-finite float (NaN, +-inf) becomes
+    None (``null``), numpy scalars and arrays Python numbers and lists. Python's
+    ``json`` writes ``NaN`` and ``Infinity`` tokens otherwise, which most parsers
+    outside Python reject; a null says "no value" (e.g. no episode ended)."""
+    if isinstance(value, dict):
+        return {key: json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [json_safe(item) for item in value]
+    if isinstance(value, np.ndarray):
+        return json_safe(value.tolist())
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
 
 class Logger(Protocol):
     def log(self, row: dict[str, float]) -> None: ...
@@ -30,7 +50,7 @@ class Logger(Protocol):
 
 
 class JSONLLogger:
-    """One JSON object per line (NaN written as null)."""
+    """One strict JSON object per line (NaN and infinities written as null)."""
 
     def __init__(self, path: str | Path):
         self.path = Path(path)
@@ -38,8 +58,7 @@ class JSONLLogger:
         self._file = open(self.path, "a")  # noqa: SIM115 (closed by close())
 
     def log(self, row: dict[str, float]) -> None:
-        clean = {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in row.items()}
-        self._file.write(json.dumps(clean) + "\n")
+        self._file.write(json.dumps(json_safe(row), allow_nan=False) + "\n")
         self._file.flush()
 
     def close(self, failed: bool = False) -> None:

@@ -92,3 +92,35 @@ def test_wandb_run_closed_after_an_exception_is_marked_failed(wandb_offline, fai
     (run_dir,) = (wandb_offline / "wandb").glob("offline-run-*")
     (exit_record,) = [r["exit"] for r in wandb_records(run_dir) if r["type"] == "exit"]
     assert exit_record.get("exit_code", 0) == int(failed)
+
+
+def strict_loads(text: str):
+    """``json.loads`` that refuses the NaN and Infinity tokens, as strict parsers do."""
+
+    def refuse(token):
+        raise ValueError(f"non-standard JSON token {token}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+def test_written_json_is_strict(tmp_path):
+    """summary.json and the JSON Lines log hold no NaN/Infinity tokens: non-finite
+    numbers are null, numpy values plain numbers (issue 19)."""
+    data = {
+        "final_return_mean": math.nan,
+        "per_seed": np.array([1.5, np.inf, -np.inf], np.float32),
+        "count": np.int64(3),
+        "nested": [{"value": float("-inf")}, (np.float32(0.25),)],
+    }
+    experiment.write_json(tmp_path / "summary.json", data)
+    assert strict_loads((tmp_path / "summary.json").read_text()) == {
+        "final_return_mean": None,
+        "per_seed": [1.5, None, None],
+        "count": 3,
+        "nested": [{"value": None}, [0.25]],
+    }
+    log = loggers.JSONLLogger(tmp_path / "metrics.jsonl")
+    log.log({"update": 1, "return_mean": math.nan, "loss": np.float32(np.inf)})
+    log.close()
+    (line,) = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert strict_loads(line) == {"update": 1, "return_mean": None, "loss": None}
