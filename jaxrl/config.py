@@ -70,6 +70,7 @@ HPARAM_RANGES: dict[str, tuple[float, float | None, bool, bool]] = {
     "noise_std": (0, None, True, False),
     "ridge": (0, None, True, False),
     "posterior_scale": (0, None, False, False),
+    "reward_scale": (0, None, True, False),
 }
 """The allowed range of every hyperparameter name any agent uses, written once."""
 
@@ -249,11 +250,6 @@ class ReplayConfig(AgentConfig):
                 f"{owner}.learning_starts={self.learning_starts} is not allowed; it must be "
                 f">= 0 and leave at least one update of num_envs * rollout_len = "
                 f"{self.batch_size} steps before total_steps={self.total_steps}"
-            )
-        if self.normalize_obs:
-            raise ValueError(
-                f"{owner}.normalize_obs=True is not supported: replayed observations "
-                "would mix normaliser statistics of different ages"
             )
 
     @property

@@ -171,6 +171,11 @@ class OffPolicyLoop:
        calls of ``learn_step(learner, batch, key, step) -> (learner, stats)`` on
        minibatches of single transitions ``batch [B, ...]`` sampled uniformly.
 
+    With ``config.normalize_obs`` (statistics in the env carry, see
+    ``rollout.init_carry``) the buffer holds raw observations and every sampled
+    batch is normalised with the newest statistics, as brax.training's SAC does:
+    normalising before storing would leave old transitions on a stale scale.
+
     Args (static): the batched env and its params, the ``Replay`` (sequences of
     one step) and the agent's ``ReplayConfig``.
     """
@@ -196,14 +201,20 @@ class OffPolicyLoop:
         ``act`` is a ``rollout.ActFn``."""
         rollout_key, learn_key = jax.random.split(key)
         env_carry, _, traj = rollout.collect(
-            self.venv, self.env_params, act, rollout_key, env_carry, self.config.rollout_len
-        )
+            self.venv, self.env_params, act, rollout_key, env_carry, self.config.rollout_len,
+            raw_obs=True,
+        )  # fmt: skip
         buffer_state = self.buffer.add(buffer_state, traj)
+        norm = env_carry.norm
 
         def gradient_step(learner, key, step):
             sample_key, step_key = jax.random.split(key)
             sample = self.buffer.sample(buffer_state, sample_key).experience
             batch = jax.tree.map(lambda x: x[:, 0], sample)  # sequences of one step
+            batch = batch._replace(
+                obs=rollout.normalize_obs(norm, batch.obs),
+                next_obs=rollout.normalize_obs(norm, batch.next_obs),
+            )
             return learn_step(learner, batch, step_key, step)
 
         learner, stats = gradient_steps(

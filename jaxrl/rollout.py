@@ -29,7 +29,7 @@ from jaxrl.parallel import EnvShards
 
 
 class Transition(NamedTuple):
-    obs: Any  # [T, N, ...] (normalised if enabled)
+    obs: Any  # [T, N, ...] (normalised if enabled, unless collected with raw_obs)
     first: jax.Array  # [T, N] obs is the first of its episode (recurrent policies reset here)
     action: jax.Array  # [T, N, ...]
     reward: jax.Array  # [T, N] (scaled if reward normalisation is on)
@@ -113,6 +113,7 @@ def collect(
     gamma: jax.Array | float = 0.99,
     policy_carry: Any = None,
     shards: EnvShards | None = None,
+    raw_obs: bool = False,
 ) -> tuple[EnvCarry, Any, Transition]:
     """Step ``venv`` ``num_steps`` times with ``act_fn``.
 
@@ -122,6 +123,9 @@ def collect(
         policy_carry: recurrent state threaded through ``act_fn`` (or None).
         shards: ``venv`` holds this device's share of the run's envs: it gets
             their keys, and the normaliser statistics are merged over devices.
+        raw_obs: record ``obs`` and ``next_obs`` as the env returned them (the
+            policy still sees them normalised): for replay, which normalises what
+            it samples with the statistics of that time (``normalize_obs``).
 
     Returns:
         ``(carry, policy_carry, transitions)`` with transitions ``[num_steps, N, ...]``.
@@ -136,7 +140,7 @@ def collect(
         obs = normalize_obs(norm, carry.obs)
         action, extras, policy_carry = act_fn(keys[:, 0], obs, carry.first, policy_carry)
         env_state, ts = venv.step(keys[:, 1:], carry.env_state, action, env_params)
-        next_obs = normalize_obs(norm, ts.info["final_obs"])
+        next_obs = ts.info["final_obs"] if raw_obs else normalize_obs(norm, ts.info["final_obs"])
         reward = ts.reward
         if norm.obs is not None:
             norm = norm._replace(obs=running_stats.update(norm.obs, ts.obs, axis))
@@ -146,7 +150,7 @@ def collect(
             reward = reward / jnp.sqrt(stats.var + 1e-8)
             norm = Normalizer(norm.obs, stats, jnp.where(ts.done, 0.0, disc))
         transition = Transition(
-            obs=obs,
+            obs=carry.obs if raw_obs else obs,
             first=carry.first,
             action=action,
             reward=reward,

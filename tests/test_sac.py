@@ -12,8 +12,10 @@ import numpy as np
 import pytest
 
 import envs
-from jaxrl import replay
-from jaxrl.agents import sac
+from envs import running_stats
+from jaxrl import config as C
+from jaxrl import replay, rollout
+from jaxrl.agents import sac, td3
 from jaxrl.distributions import Categorical
 from jaxrl.experiment import final_returns
 
@@ -64,6 +66,68 @@ def test_discrete_soft_targets_are_exact_expectations():
     np.testing.assert_allclose(got, [1.0 + gamma * v, 2.0], rtol=1e-6)
 
 
+def test_reward_scale_multiplies_the_reward_alone():
+    networks = stub_networks(np.log([P, P]), Q)
+    v = 0.25 * (1 - 0.5 * math.log(0.25)) + 0.75 * (3 - 0.5 * math.log(0.75))
+    got = sac.soft_targets(networks, None, None, 0.5, batch([1.0, 2.0], [False, True],
+                           [True, False]), 0.9, jax.random.key(0), 10.0)  # fmt: skip
+    np.testing.assert_allclose(got, [10.0 + 0.9 * v, 20.0], rtol=1e-6)
+
+
+def test_replay_keeps_raw_observations_and_samples_them_normalised():
+    """normalize_obs with replay (brax.training's SAC): the buffer holds what the env
+    returned, and each sampled batch is normalised with the newest statistics."""
+    config = sac.SACConfig(num_envs=4, rollout_len=8, total_steps=64, learning_starts=0,
+                           buffer_size=64, minibatch_size=16, normalize_obs=True)  # fmt: skip
+    env, params = envs.make("gymnax:Pendulum-v1")
+    venv = C.batched_env(C.unit_action_env(env, params), 4, None, True)
+    buffer = replay.Replay(4, 64, 16)
+    loop = replay.OffPolicyLoop(venv, params, buffer, config)
+    carry = rollout.init_carry(venv, params, jax.random.key(0), True, False)
+
+    def act(keys, obs, first, policy_carry):
+        return jnp.zeros((4, 1)), None, policy_carry
+
+    def learn_step(learner, batch, key, step):
+        return learner, {"obs": batch.obs, "next_obs": batch.next_obs}
+
+    _, carry, buffer_state, stats = jax.jit(loop.update, static_argnums=(0, 1))(
+        act, learn_step, (), carry, buffer.init(replay.example_step(venv, params)),
+        jax.random.key(1), jnp.int32(0),
+    )  # fmt: skip
+    stored = buffer_state.experience.obs[:, :8].reshape(-1, 3)
+    # Pendulum observes (cos, sin, velocity): raw rows lie on the unit circle
+    np.testing.assert_allclose(np.hypot(stored[:, 0], stored[:, 1]), 1.0, rtol=1e-5)
+    candidates = np.asarray(running_stats.normalize(carry.norm.obs, stored))
+    for sampled in np.asarray(stats["obs"]):
+        assert np.abs(candidates - sampled[None]).max(axis=1).min() < 1e-6
+    assert np.abs(np.hypot(stats["obs"][:, 0], stats["obs"][:, 1]) - 1.0).max() > 0.1
+
+
+@pytest.mark.parametrize("agent", [sac, td3], ids=["sac", "td3"])
+def test_policy_applies_the_observation_statistics(agent):
+    """SAC's and TD3's greedy policies see observations as their networks learnt them."""
+    config_class = sac.SACConfig if agent is sac else td3.TD3Config
+    config = config_class(num_envs=2, rollout_len=4, total_steps=16, learning_starts=0,
+                          buffer_size=16, minibatch_size=4, hidden_sizes=(8,),
+                          normalize_obs=True)  # fmt: skip
+    hp = sac.SACHParams() if agent is sac else td3.TD3HParams()
+    env, params = envs.make("gymnax:Pendulum-v1")
+    state = agent.make_train(config, env, params).start(jax.random.key(0), hp)
+    obs = jnp.array([[1.0, 0.0, 3.0]])
+    actor = agent.make_network(config, env, params).actor
+
+    def greedy(x):
+        out = actor.apply(state.params["actor"], x)
+        return out.mode() if agent is sac else out
+
+    want = greedy(running_stats.normalize(state.env.norm.obs, obs))
+    got = agent.make_policy(config, env, params, state)(jax.random.key(0), obs)
+    np.testing.assert_allclose(got, 2.0 * want, rtol=1e-4)  # Pendulum's torque is in [-2, 2]
+    raw = greedy(obs)
+    assert np.abs(want - raw).max() > 1e-2 * np.abs(want).max()  # the statistics matter here
+
+
 def test_discrete_actor_loss_and_entropy():
     networks = stub_networks(np.log([P, P]), Q)
     loss, entropy = sac.actor_loss(None, networks, None, jnp.zeros((2, 1)), 0.5, None)
@@ -102,7 +166,6 @@ def test_default_entropy_targets():
         ({"buffer_size": 64, "minibatch_size": 128}, "SACConfig.buffer_size=64 is smaller"),
         ({"total_steps": 10_000, "learning_starts": 10_000}, "learning_starts=10000 is not all"),
         ({"num_critics": 0}, "SACConfig.num_critics=0 is not allowed"),
-        ({"normalize_obs": True}, "SACConfig.normalize_obs=True is not supported"),
     ],
 )
 def test_bad_configs_raise_before_compiling(kwargs, message):

@@ -117,6 +117,13 @@ class DQNConfig(C.ReplayConfig, C.SplitEnvs):
                 f"DQNConfig.buffer_size={self.buffer_size} holds fewer than n_step + 1 = "
                 f"{self.n_step + 1} steps per env (num_envs={self.num_envs})"
             )
+        if self.normalize_obs:
+            raise ValueError(
+                "DQNConfig.normalize_obs=True is not supported: its n-step replay stores "
+                "observations as collected, which would mix normaliser statistics of "
+                "different ages (SAC and TD3 store raw observations and normalise them "
+                "when sampled)"
+            )
         C.check_choice("DQNConfig", "loss", self.loss, ("mse", "huber"))
         C.check_choice("DQNConfig", "weight_init", self.weight_init, ("lecun_normal", "orthogonal"))
         if self.num_devices > 1:

@@ -15,6 +15,13 @@ Continuous actions live in ``[-1, 1]`` inside the agent (the env is wrapped in
 expectations over the policy are exact sums (Christodoulou 2019) instead of
 samples, and the critics output ``Q(s, .)`` for every action.
 
+Observation normalisation (``normalize_obs``, as brax.training's SAC): the buffer
+holds raw observations and every sampled minibatch is normalised with the newest
+running statistics (``replay.OffPolicyLoop``), which the policy also applies.
+``reward_scale`` multiplies the rewards in the critics' targets (brax's
+``reward_scaling``); with a fixed entropy target it sets the balance between
+return and entropy, so it is part of a locomotion preset.
+
 Deviation from the papers: targets bootstrap from ``final_obs`` where an episode
 was truncated by a time limit, never where it terminated.
 """
@@ -56,6 +63,10 @@ class SACHParams(NamedTuple):
     """Polyak step of the target critics per gradient step, in (0, 1]."""
     alpha: float = 1.0
     """Initial temperature (the fixed one if not ``autotune``), > 0."""
+    reward_scale: float = 1.0
+    """Factor on the rewards in the critics' targets (brax.training's
+    ``reward_scaling``), > 0: against a fixed entropy target it sets how much the
+    rewards weigh against the entropy bonus. Logged returns stay unscaled."""
 
     def validate(self) -> SACHParams:
         return C.check_hparams(self)
@@ -96,8 +107,9 @@ def soft_targets(
     batch: replay.Experience,
     gamma: jax.Array,
     key: jax.Array,
+    reward_scale: jax.Array | float = 1.0,
 ) -> jax.Array:
-    """``r + gamma (1 - terminated) V(s')`` with the soft value
+    """``reward_scale r + gamma (1 - terminated) V(s')`` with the soft value
     ``V(s') = E_{a'~pi}[min_i Q_target_i(s', a') - alpha log pi(a'|s')]`` of the
     pre-reset next observation: exact over discrete actions, one sample otherwise."""
     dist = networks.actor.apply(actor_params, batch.next_obs)
@@ -109,7 +121,7 @@ def soft_targets(
         a_next, log_p = dist.sample_and_log_prob(key)
         v_next = networks.critics.apply(target_critics, batch.next_obs, a_next).min(0)
         v_next = v_next - alpha * log_p
-    return batch.reward + gamma * (1.0 - batch.terminated) * v_next
+    return reward_scale * batch.reward + gamma * (1.0 - batch.terminated) * v_next
 
 
 def critic_values(networks: ActorCritics, critic_params: Any, obs, action) -> jax.Array:
@@ -172,8 +184,9 @@ def learner_step(
     target_key, actor_key = jax.random.split(key)
     alpha = jnp.exp(log_alpha)
     target = soft_targets(
-        networks, params["actor"], target_critics, alpha, batch, hp.gamma, target_key
-    )
+        networks, params["actor"], target_critics, alpha, batch, hp.gamma, target_key,
+        hp.reward_scale,
+    )  # fmt: skip
     grads, q = jax.grad(critic_loss, has_aux=True)(params["critics"], networks, batch, target)
     updates, critic_opt = tx.update(grads, critic_opt, params["critics"])
     critics = optax.apply_updates(params["critics"], updates)
@@ -225,7 +238,7 @@ def make_train(config: SACConfig, env: Any, env_params: Any) -> Trainer:
             log_alpha,
             opt_state,
             buffer.init(replay.example_step(venv, env_params)),
-            rollout.init_carry(venv, env_params, env_key, False, False),
+            rollout.init_carry(venv, env_params, env_key, config.normalize_obs, False),
             key,
         )
 
@@ -262,7 +275,9 @@ def make_policy(
     to_env = C.env_action(env, env_params)
 
     def act(key: jax.Array, obs: jax.Array) -> jax.Array:
-        dist = networks.actor.apply(state.params["actor"], obs)
+        dist = networks.actor.apply(
+            state.params["actor"], rollout.normalize_obs(state.env.norm, obs)
+        )
         return to_env(dist.mode() if deterministic else dist.sample(key))
 
     return act

@@ -12,7 +12,9 @@ with the smoothed target action ``a' = clip(mu_target(s') + clip(noise))``; ever
 mu(s))``) and moves both target networks by ``tau``.
 
 Actions live in ``[-1, 1]`` inside the agent (the env is wrapped in
-``RescaleAction``), so the noise scales are fractions of the action range.
+``RescaleAction``), so the noise scales are fractions of the action range. With
+``normalize_obs`` the buffer holds raw observations, normalised when sampled with
+the newest statistics (``replay.OffPolicyLoop``), as the policy sees them.
 
 Deviation from the papers: targets bootstrap from ``final_obs`` where an episode
 was truncated by a time limit, never where it terminated.
@@ -188,7 +190,7 @@ def make_train(config: TD3Config, env: Any, env_params: Any) -> Trainer:
             params,
             (tx.init(params["actor"]), tx.init(params["critics"])),
             buffer.init(replay.example_step(venv, env_params)),
-            rollout.init_carry(venv, env_params, env_key, False, False),
+            rollout.init_carry(venv, env_params, env_key, config.normalize_obs, False),
             key,
         )
 
@@ -225,7 +227,9 @@ def make_policy(
     noise = 0.0 if deterministic else TD3HParams().exploration_noise
 
     def act(key: jax.Array, obs: jax.Array) -> jax.Array:
-        action = networks.actor.apply(state.params["actor"], obs)
+        action = networks.actor.apply(
+            state.params["actor"], rollout.normalize_obs(state.env.norm, obs)
+        )
         return to_env(jnp.clip(action + noise * jax.random.normal(key, action.shape), -1.0, 1.0))
 
     return act
