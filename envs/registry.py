@@ -13,6 +13,8 @@ import importlib
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from envs.core import Environment
 from envs.wrappers import AutoReset, EpisodeStatistics, TimeLimit
 
@@ -132,9 +134,13 @@ def make(
     """
     env, limit = make_raw(name)
     if max_episode_steps is not None:
-        if int(max_episode_steps) < 1:
+        whole = isinstance(max_episode_steps, int | np.integer) or (
+            isinstance(max_episode_steps, float) and float(max_episode_steps).is_integer()
+        )
+        if isinstance(max_episode_steps, bool) or not whole or int(max_episode_steps) < 1:
             raise ValueError(
-                f"max_episode_steps={max_episode_steps} is not allowed; it must be >= 1"
+                f"max_episode_steps={max_episode_steps!r} is not allowed; it must be a whole "
+                "number >= 1"
             )
         if limit is None and name.startswith("gymnax:"):
             param_overrides = {**param_overrides, "max_steps_in_episode": int(max_episode_steps)}

@@ -207,6 +207,12 @@ class AgentConfig(StepsConfig):
         owner = type(self).__name__
         check_choice(owner, "activation", self.activation, ("tanh", "relu", "gelu", "silu"))
         check_choice(owner, "torso", self.torso, ("mlp", "cnn"))
+        sizes = tuple(self.hidden_sizes)
+        if any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in sizes):
+            raise ValueError(
+                f"{owner}.hidden_sizes={sizes!r} is not allowed; every layer size must be "
+                "an int >= 1"
+            )
 
 
 @dataclasses.dataclass(frozen=True)

@@ -385,7 +385,8 @@ class RunArgs:
 
 def parse_env_params(pairs: tuple[str, ...]) -> dict[str, Any]:
     """``("slip=0.2", "obs_mode='image'")`` -> ``{"slip": 0.2, "obs_mode": "image"}``;
-    values are Python literals, or plain strings where they are not."""
+    values are Python literals, numbers as ``float`` reads them (``inf``, ``nan``:
+    the env's own checks decide whether they are allowed), or plain strings."""
     import ast
 
     overrides = {}
@@ -396,7 +397,10 @@ def parse_env_params(pairs: tuple[str, ...]) -> dict[str, Any]:
         try:
             overrides[name.strip()] = ast.literal_eval(value.strip())
         except (ValueError, SyntaxError):
-            overrides[name.strip()] = value.strip()
+            try:
+                overrides[name.strip()] = float(value.strip())
+            except ValueError:
+                overrides[name.strip()] = value.strip()
     return overrides
 
 

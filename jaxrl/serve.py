@@ -117,6 +117,10 @@ def make_app(
     return app
 
 
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")
+"""uvicorn's log levels."""
+
+
 def serve(
     artifact_path: str | os.PathLike,
     host: str = "127.0.0.1",
@@ -125,7 +129,21 @@ def serve(
     max_batch_size: int = 1024,
     log_level: str = "info",
 ) -> None:
-    """Serve the policy at ``artifact_path`` with uvicorn until interrupted."""
+    """Serve the policy at ``artifact_path`` with uvicorn until interrupted. Bad
+    ``port``, ``max_batch_size`` or ``log_level`` values are refused before anything
+    loads (an out-of-range port used to bind a random one while logging the given)."""
+    if isinstance(port, bool) or not isinstance(port, int) or not 1 <= port <= 65535:
+        raise ValueError(f"port={port!r} is not allowed; it must be an int in [1, 65535]")
+    if (
+        isinstance(max_batch_size, bool)
+        or not isinstance(max_batch_size, int)
+        or max_batch_size < 1
+    ):
+        raise ValueError(
+            f"max_batch_size={max_batch_size!r} is not allowed; it must be an int >= 1"
+        )
+    if log_level not in LOG_LEVELS:
+        raise ValueError(f"log_level={log_level!r} is not allowed; it must be one of {LOG_LEVELS}")
     import uvicorn
 
     app = make_app(artifact_path, max_batch_size=max_batch_size)

@@ -79,7 +79,7 @@ def rollouts():
         (
             GaussianBandit(),
             {"noise_std": -0.5},
-            r"GaussianBanditParams\.noise_std=-0\.5 .*\[0, inf\]",
+            r"GaussianBanditParams\.noise_std=-0\.5 .*\[0, inf\)",
         ),
         (GaussianBandit(), {"prior_std": -1.0}, r"prior_std=-1"),
         (GaussianBandit(), {"num_arms": 2, "means": np.array([0.0, np.nan])}, r"means=\[nan\]"),

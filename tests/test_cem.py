@@ -64,7 +64,7 @@ def test_bad_config_is_refused(fields, match):
 @pytest.mark.parametrize(
     "fields, match",
     [
-        ({"init_std": 0.0}, r"CEMHParams.init_std=0.0 is not allowed; it must be in \(0, inf\]"),
+        ({"init_std": 0.0}, r"CEMHParams.init_std=0.0 is not allowed; it must be in \(0, inf\)"),
         ({"extra_std": -0.1}, r"CEMHParams.extra_std=-0.1 is not allowed"),
         ({"extra_decay_fraction": 0.0}, r"CEMHParams.extra_decay_fraction=0.0 is not allowed"),
         ({"smoothing": 1.5}, r"CEMHParams.smoothing=1.5 is not allowed; it must be in \(0, 1\]"),

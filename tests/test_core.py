@@ -1,5 +1,7 @@
 """The env API's shared pieces: spaces, validation, wrappers, registry, probes."""
 
+import re
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -86,15 +88,69 @@ def test_box_space_samples_inside_and_rejects_outside():
 def test_check_range_names_field_value_and_interval():
     with pytest.raises(ValueError, match=r"P\.slip=1\.5 is not allowed; it must be in \[0, 1\]"):
         check_range("P", "slip", 1.5, 0, 1)
-    with pytest.raises(ValueError, match=r"must be in \(0, inf\]"):
+    with pytest.raises(ValueError, match=r"must be in \(0, inf\)"):
         check_range("P", "rate", np.array([1.0, 0.0]), 0, low_open=True)
     check_range("P", "slip", jnp.array([0.0, 1.0]), 0, 1)  # concrete and valid: no error
     jax.jit(lambda x: check_range("P", "slip", x, 0, 1))(5.0)  # tracers are skipped
 
 
+@pytest.mark.parametrize("value", [np.inf, -np.inf, np.nan])
+def test_check_range_refuses_non_finite_values_even_when_unbounded(value):
+    with pytest.raises(ValueError, match=r"P\.cost=.* is not allowed; it must be in \[0, inf\)"):
+        check_range("P", "cost", value, 0)
+    with pytest.raises(ValueError, match=r"must be in \(-inf, inf\)"):
+        check_range("P", "theta", np.array([0.0, value]), -np.inf, np.inf)
+
+
 def test_apply_overrides_rejects_unknown_fields():
     with pytest.raises(ValueError, match="no field.*bogus.*allowed fields: nan_above"):
         apply_overrides(EchoParams(), {"bogus": 1})
+
+
+@struct.dataclass
+class KindParams:
+    rate: float = 0.5
+    steps: int = 10
+    flag: bool = False
+    mode: str = "a"
+    weights: jax.Array = struct.field(default_factory=lambda: jnp.zeros(2))
+
+
+@pytest.mark.parametrize(
+    "field, value, allowed",
+    [
+        ("rate", "abc", "a number"),
+        ("rate", None, "a number"),
+        ("rate", True, "a number"),
+        ("rate", [0.1, "x"], "a number"),
+        ("steps", 2.7, "a whole number"),
+        ("steps", np.inf, "a whole number"),
+        ("flag", 1, "bool (True or False)"),
+        ("mode", 3, "a string"),
+        ("weights", "zeros", "a number"),
+    ],
+)
+def test_apply_overrides_refuses_values_of_the_wrong_kind(field, value, allowed):
+    """Before, these reached the env's step and failed deep inside a compile (issue 19)."""
+    message = f"KindParams.{field}={value!r} is not allowed; it must be {allowed}"
+    with pytest.raises(ValueError, match=re.escape(message)):
+        apply_overrides(KindParams(), {field: value})
+
+
+def test_apply_overrides_accepts_numbers_batches_and_whole_floats():
+    params = apply_overrides(
+        KindParams(), {"rate": 1, "steps": 20.0, "flag": np.bool_(True), "weights": [1.0, 2.0]}
+    )
+    assert params.rate == 1 and params.steps == 20 and isinstance(params.steps, int)
+    np.testing.assert_array_equal(params.weights, [1.0, 2.0])
+    batch = apply_overrides(KindParams(), {"rate": jnp.linspace(0.1, 0.4, 4)})  # to vmap over
+    assert batch.rate.shape == (4,)
+
+
+@pytest.mark.parametrize("value", [2.7, 0, True, "10"])
+def test_make_refuses_a_time_limit_that_is_not_a_whole_positive_number(value):
+    with pytest.raises(ValueError, match=f"max_episode_steps={value!r} is not allowed"):
+        envs.make("Probe-1", max_episode_steps=value)
 
 
 # Wrappers -----------------------------------------------------------------

@@ -7,8 +7,11 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 from test_loggers import wandb_history
+
+import envs
 
 ROOT = Path(__file__).resolve().parents[1]
 FIELDS = {
@@ -327,6 +330,11 @@ def test_env_param_flags_parse_to_overrides():
 
     parsed = parse_env_params(("slip=0.2", "obs_mode=image", " view_size = 7 "))
     assert parsed == {"slip": 0.2, "obs_mode": "image", "view_size": 7}
+    # numbers Python's literals lack are numbers, for the env's checks to judge
+    parsed = parse_env_params(("step_cost=inf", "slip=nan", "x=-Infinity"))
+    assert parsed["step_cost"] == np.inf and np.isnan(parsed["slip"]) and parsed["x"] == -np.inf
+    with pytest.raises(ValueError, match=r"step_cost=inf is not allowed; it must be in \[0, inf\)"):
+        envs.make("GridWorld-FourRooms", **parse_env_params(("step_cost=inf",)))
     with pytest.raises(ValueError, match="must be name=value"):
         parse_env_params(("slip",))
 

@@ -51,6 +51,8 @@ def test_value_loss_clipping():
         ({"gae_segment": -1}, "gae_segment=-1 is not allowed; it must be >= 0"),
         ({"value_hidden_sizes": ()}, r"value_hidden_sizes=\(\) is not allowed; it must be None"),
         ({"value_hidden_sizes": (8, 0)}, r"value_hidden_sizes=\(8, 0\) is not allowed"),
+        ({"hidden_sizes": (0,)}, r"hidden_sizes=\(0,\) is not allowed; every layer size must"),
+        ({"hidden_sizes": (64, 2.5)}, r"hidden_sizes=\(64, 2.5\) is not allowed"),
     ],
 )
 def test_bad_configs_raise_before_compiling(kwargs, message):

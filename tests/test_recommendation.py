@@ -46,7 +46,7 @@ def env_and_params():
         ({"click_appeal": -0.1}, r"click_appeal=-0\.1"),
         ({"leave_threshold": 1.2}, r"leave_threshold=1\.2 .*\[0, 1\]"),
         ({"initial_satisfaction": -0.5}, r"initial_satisfaction=-0\.5"),
-        ({"satisfaction_noise": -0.01}, r"satisfaction_noise=-0\.01 .*\[0, inf\]"),
+        ({"satisfaction_noise": -0.01}, r"satisfaction_noise=-0\.01 .*\[0, inf\)"),
         ({"initial_satisfaction_std": -1.0}, r"initial_satisfaction_std=-1"),
         ({"satisfaction_rate": 2.0}, r"satisfaction_rate=2"),
         ({"item_quality": jnp.full(10, 1.5)}, r"item_quality=\[1\.5"),

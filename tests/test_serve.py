@@ -194,6 +194,23 @@ def test_main_parses_the_command_line(monkeypatch, artifact):
     ]
 
 
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"port": 99999}, r"port=99999 is not allowed; it must be an int in \[1, 65535\]"),
+        ({"port": -1}, "port=-1 is not allowed"),
+        ({"port": 0}, "port=0 is not allowed"),
+        ({"max_batch_size": 0}, "max_batch_size=0 is not allowed"),
+        ({"log_level": "loud"}, "log_level='loud' is not allowed; it must be one of"),
+    ],
+)
+def test_bad_server_settings_are_refused_before_anything_runs(monkeypatch, kwargs, message):
+    """Before, --port 99999 listened on a random port while logging 99999 (issue 19)."""
+    monkeypatch.setattr(uvicorn, "run", lambda *a, **k: pytest.fail("uvicorn started"))
+    with pytest.raises(ValueError, match=message):
+        serve.serve("/nonexistent", **kwargs)
+
+
 def test_command_line_server(artifact, policy):
     """``python -m jaxrl.serve ARTIFACT --port P`` in a subprocess, stopped after use."""
     with socket.socket() as probe:  # a port that was free a moment ago
