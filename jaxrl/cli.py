@@ -98,8 +98,14 @@ def _pick(argv: list[str], choices: dict[str, Any], prog: str, what: str) -> str
 
 
 def main(argv: list[str] | None = None) -> None:
-    """The console script: ``jaxrl COMMAND ...``."""
-    run(sys.argv[1:] if argv is None else argv)
+    """The console script: ``jaxrl COMMAND ... [--debug]``. An error prints one line and
+    exits with 2 for bad input, 1 for another failure; ``--debug`` shows the traceback
+    instead (``experiment.clean_errors``)."""
+    from jaxrl import experiment
+
+    argv = sys.argv[1:] if argv is None else argv
+    with experiment.clean_errors("jaxrl", argv):
+        run(experiment.pop_debug(argv))
 
 
 def run(argv: list[str]) -> Any:

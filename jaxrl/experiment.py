@@ -41,6 +41,34 @@ def write_json(path: Path, data: Any) -> None:
     tmp.replace(path)
 
 
+BAD_INPUT = (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError)
+"""Errors that mean the command's input is wrong (exit code 2); any other is a failure (1)."""
+
+
+@contextlib.contextmanager
+def clean_errors(prog: str, argv: list[str]):
+    """For command lines (``jaxrl``, ``experiments/*.py``): an error leaving the block
+    prints one line, ``PROG: error: MESSAGE``, and exits with 2 for bad input
+    (``BAD_INPUT``) or 1 for any other failure, instead of a traceback; ``--debug``
+    in ``argv`` lets the exception through with its traceback. The caller removes
+    ``--debug`` from the arguments it parses (``pop_debug``)."""
+    try:
+        yield
+    except Exception as exc:
+        if "--debug" in argv:
+            raise
+        bad_input = isinstance(exc, BAD_INPUT)
+        kind = "error" if bad_input else f"failed ({type(exc).__name__})"
+        print(f"{prog}: {kind}: {exc}", file=sys.stderr)
+        print(f"{prog}: add --debug for the traceback", file=sys.stderr)
+        raise SystemExit(2 if bad_input else 1) from None
+
+
+def pop_debug(argv: list[str]) -> list[str]:
+    """``argv`` without ``--debug`` (``clean_errors`` reads it)."""
+    return [arg for arg in argv if arg != "--debug"]
+
+
 def _closer(log: loggers.Logger) -> Callable[..., bool]:
     """An ``ExitStack`` exit callback closing ``log``, as failed if an exception is leaving."""
 
@@ -445,10 +473,18 @@ def main(
 ) -> dict[str, Any]:
     """The command line of ``experiments/<algo>.py`` and ``jaxrl train <algo>``: the run
     flags above plus every config field and hyperparameter as a flag, then ``run``
-    (``extra_summary`` as there). ``argv`` None: ``sys.argv``."""
+    (``extra_summary`` as there). ``argv`` None: ``sys.argv``, with errors reported as
+    one line and an exit code (``clean_errors``); given, errors raise."""
     import tyro
 
-    argv = sys.argv[1:] if argv is None else argv
+    if argv is None:  # a script's command line: errors as one line (clean_errors)
+        argv = sys.argv[1:]
+        prog = prog or Path(sys.argv[0]).name
+        with clean_errors(prog, argv):
+            return main(
+                algo, config_cls, hparams_cls, make_train, make_policy, default_env,
+                extra_summary, default_config, pop_debug(argv), prog,
+            )  # fmt: skip
     preset, config, hparams = preset_defaults(
         algo, argv, default_env, default_config or config_cls(), hparams_cls()
     )

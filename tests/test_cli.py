@@ -143,6 +143,43 @@ def test_help_lists_config_fields_and_hyperparameters(capsys):
     assert "Replay capacity" in text or "buffer" in text.lower()
 
 
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "ppo", "--env", ENV, "--env-param", "slip=abc"],
+         "GridWorldParams.slip='abc' is not allowed; it must be a number"),
+        (["train", "ppo", "--env", ENV, "--lr", "inf"], "PPOHParams.lr=inf is not allowed"),
+        (["eval", "/nonexistent/run"], "is not a run directory"),
+        (["serve", "/nonexistent/policy", "--port", "99999"], "port=99999 is not allowed"),
+    ],
+)  # fmt: skip
+def test_errors_are_one_line_and_exit_2_unless_debug(argv, message, tmp_path, capsys):
+    """Bad input through the console script: one line naming the problem, exit code 2,
+    no traceback; --debug raises it with its traceback (issue 19)."""
+    argv = [*argv, "--out", str(tmp_path / "run")] if argv[0] == "train" else argv
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and err[0].startswith("jaxrl: error: ") and message in err[0]
+    assert err[1] == "jaxrl: add --debug for the traceback"
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        cli.main([*argv, "--debug"])
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_script_reports_errors_the_same_way(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "experiments" / "ppo.py"
+    cmd = [sys.executable, str(script), "--env", ENV, "--env-param", "slip=abc"]
+    result = subprocess.run(cmd + ["--out", str(tmp_path)], capture_output=True, text=True)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "ppo.py: error: GridWorldParams.slip='abc' is not allowed" in result.stderr
+
+
 def test_bad_flags_are_refused_before_training(tmp_path, monkeypatch):
     with pytest.raises(ValueError, match="stop_after=4 needs checkpoint_every"):
         cli.run(["train", "ppo", *TRAIN, "--out", str(tmp_path / "x"), "--stop-after", "4"])
