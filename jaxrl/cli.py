@@ -176,8 +176,7 @@ def parse_grid(pairs: tuple[str, ...], flag: str) -> dict[str, list[Any]]:
 
 
 def sweep(name: str, argv: list[str]) -> Any:
-    from jaxrl import experiment, parallel
-    from jaxrl import sweep as sweeps
+    from jaxrl import experiment, parallel, rundir
 
     algo = ALGOS[name]
     module, config_cls, hparams_cls, default_config = algo.load()
@@ -194,6 +193,14 @@ def sweep(name: str, argv: list[str]) -> Any:
     env_grid = parse_grid(args.env_grid, "--env-grid")
     overrides = experiment.env_overrides(preset, args.env_param)
     config = experiment.space_defaults(args.config, args.env, overrides, argv, preset)
+    with rundir.holding(args.out):  # one process at a time on a sweep directory
+        return _sweep_and_write(name, module, config, args, grid, env_grid, overrides, preset)
+
+
+def _sweep_and_write(name, module, config, args, grid, env_grid, overrides, preset) -> Any:
+    from jaxrl import experiment
+    from jaxrl import sweep as sweeps
+
     result = sweeps.sweep(
         module.make_train, config, args.env, args.hparams, grid, args.num_seeds, args.seed,
         env_grid, args.batch_size, args.devices,

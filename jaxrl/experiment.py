@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import envs
-from jaxrl import checkpoint, distributed, loggers, parallel, presets
+from jaxrl import checkpoint, distributed, loggers, parallel, presets, rundir
 from jaxrl.evaluate import evaluate
 from jaxrl.progress import Progress
 from jaxrl.provenance import machine
@@ -170,6 +170,7 @@ def update_steps(config: Any, env: Any, env_params: Any) -> int:
     return config.num_envs * config.rollout_len
 
 
+@rundir.locks("out")
 def run(
     algo: str,
     make_train: Callable,
@@ -193,7 +194,8 @@ def run(
     wandb_project: str | None = None,
     preset: presets.Preset | None = None,
 ) -> dict[str, Any]:
-    """Train ``num_seeds`` seeds in one compiled call and write the run directory.
+    """Train ``num_seeds`` seeds in one compiled call and write the run directory,
+    holding its lock (``jaxrl.rundir``: a second process on ``out`` is refused).
 
     With ``checkpoint_every``, the seeds train together in compiled chunks of that
     many updates, and the complete state is saved to ``out/checkpoints`` after each

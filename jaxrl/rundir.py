@@ -1,0 +1,131 @@
+"""One process at a time per run directory: ``lock(out)``.
+
+Two processes training into the same ``--out`` used to interleave their
+checkpoints (one could delete a checkpoint the other was about to restore) and
+both crashed with orbax errors. ``lock`` creates ``out/.jaxrl.lock`` atomically
+(``O_CREAT | O_EXCL``) holding the owner's host, process id and start time, and
+removes it when the block ends, however it ends. A second process on the same
+directory is refused with a message naming the owner. A lock left by a process
+that no longer runs (killed, or its machine rebooted) is stale: on the same host
+that is checked (``os.kill(pid, 0)``), the lock is set aside as
+``.jaxrl.lock.stale`` and taken over, and the message says so. A lock from
+another host cannot be checked from here; the message says how to remove it by
+hand once that run is gone.
+
+Written here rather than with a file-locking library: ``fcntl``/``flock`` locks
+are advisory, absent on some network file systems and released silently when a
+process forks, and the packages built on them (``filelock``) do not tell a
+stale lock from a live one across hosts either; an exclusive create is atomic on
+local and NFSv3+ file systems and leaves a readable record of the owner.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import inspect
+import json
+import os
+import socket
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+LOCK_NAME = ".jaxrl.lock"
+
+
+class RunDirectoryInUse(ValueError):
+    """Another live process holds the run directory (bad input: choose another --out)."""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by another user
+        return True
+    return True
+
+
+def _owner(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}  # half-written or unreadable: treated as held, see lock()
+
+
+@contextlib.contextmanager
+def lock(out: Path) -> Iterator[None]:
+    """Hold ``out``'s lock for the block (see the module docstring); ``out`` must exist."""
+    path = Path(out) / LOCK_NAME
+    me = {"host": socket.gethostname(), "pid": os.getpid(), "started": time.time()}
+    for _ in range(2):  # a second try after setting a stale lock aside
+        try:
+            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+        except FileExistsError:
+            owner = _owner(path)
+            same_host = owner.get("host") == me["host"]
+            pid = owner.get("pid")
+            if same_host and isinstance(pid, int) and not _alive(pid):
+                print(f"{out}: taking over a stale lock of process {pid}, which no longer runs")
+                with contextlib.suppress(FileNotFoundError):  # another process took it first
+                    path.replace(path.with_name(LOCK_NAME + ".stale"))
+                continue
+            since = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(owner.get("started", 0)))
+            who = f"process {pid} on {owner.get('host')} (since {since})" if owner else "a process"
+            raise RunDirectoryInUse(
+                f"{out} is in use by {who}; wait for it to finish or choose another --out "
+                f"(if that run is gone, delete {path})"
+            ) from None
+        with os.fdopen(fd, "w") as file:
+            json.dump(me, file)
+        break
+    else:
+        raise RunDirectoryInUse(f"{out}: could not take its lock ({path}); try again")
+    try:
+        yield
+    finally:
+        if _owner(path).get("pid") == me["pid"]:
+            path.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def holding(out: Path, enabled: bool = True) -> Iterator[None]:
+    """``lock(out)`` around the block, creating ``out`` first; a directory this made
+    and the block left empty (bad input found before anything was written) is
+    removed again. ``enabled=False``: no lock (a run's other processes, whose
+    process 0 holds it)."""
+    out = Path(out)
+    created = not out.exists()
+    out.mkdir(parents=True, exist_ok=True)
+    try:
+        with lock(out) if enabled else contextlib.nullcontext():
+            yield
+    finally:
+        if created and out.is_dir() and not any(out.iterdir()):
+            out.rmdir()
+
+
+def locks(argument: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """Decorate a function that writes a run directory, given as its parameter
+    ``argument``, so that each call holds that directory (``holding``) on process 0
+    of the run (``jaxrl.distributed``)."""
+
+    def decorate(fn: Callable[..., T]) -> Callable[..., T]:
+        signature = inspect.signature(fn)
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> T:
+            from jaxrl import distributed
+
+            out = signature.bind(*args, **kwargs).arguments[argument]
+            with holding(Path(out), enabled=distributed.is_main()):
+                return fn(*args, **kwargs)
+
+        return wrapper
+
+    return decorate
