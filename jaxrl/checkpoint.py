@@ -20,11 +20,21 @@ on disk before the next chunk starts.
 
 Typed PRNG keys are stored as their raw ``key_data`` and wrapped again with the
 default implementation on restore (recorded in the metadata, and checked).
+
+Integrity: after each save, the SHA-256 of every file of the checkpoint goes into
+``jaxrl_integrity.json`` inside it (orbax keeps no checksums). Before a restore,
+``newest_good`` checks the newest checkpoints against theirs (a truncated,
+bit-flipped or missing file, a lost manifest) and tries to read their metadata;
+a damaged one is moved whole to ``<directory>.damaged/`` (kept, not deleted), the
+run says so, and it resumes from the newest good one.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -178,10 +188,74 @@ class Checkpoints:
             cleanup_tmp_directories=True,
         )
         self._manager = ocp.CheckpointManager(self.directory, options=options)
+        self._good: set[int] = set()  # updates that damage() has checked (or this run saved)
+
+    INTEGRITY = "jaxrl_integrity.json"
+    """The manifest of file digests written into each checkpoint after its save."""
 
     def latest(self) -> int | None:
         """The update of the newest complete checkpoint, or None."""
         return self._manager.latest_step()
+
+    def _step_dir(self, update: int) -> Path:
+        return self.directory / str(update)
+
+    def _digests(self, update: int) -> dict[str, str]:
+        root = self._step_dir(update)
+        return {
+            str(path.relative_to(root)): hashlib.sha256(path.read_bytes()).hexdigest()
+            for path in sorted(root.rglob("*"))
+            if path.is_file() and path.name != self.INTEGRITY
+        }
+
+    def damage(self, update: int) -> str | None:
+        """Why the checkpoint at ``update`` cannot be trusted, or None if it checks out:
+        a file of its manifest missing, changed (SHA-256) or unreadable, or metadata
+        orbax cannot read. Without a manifest (saved before jaxrl wrote them, or a
+        crash between orbax's save and the manifest's) only the metadata is checked."""
+        if update in self._good:
+            return None
+        manifest = self._step_dir(update) / self.INTEGRITY
+        try:
+            saved = json.loads(manifest.read_text()) if manifest.exists() else {}
+        except (OSError, ValueError):
+            return f"its manifest {self.INTEGRITY} cannot be read"
+        try:
+            now = self._digests(update)
+        except OSError as exc:
+            return f"a file cannot be read ({exc})"
+        for name, digest in saved.items():
+            if name not in now:
+                return f"{name} is missing"
+            if now[name] != digest:
+                return f"{name} has changed since it was saved (SHA-256 differs)"
+        try:
+            self.metadata(update)
+        except Exception as exc:  # orbax raises many kinds here
+            return f"its metadata cannot be read ({type(exc).__name__})"
+        self._good.add(update)
+        return None
+
+    def newest_good(self, say: Callable[[str], None] = print) -> int | None:
+        """The newest checkpoint that checks out (``damage``), or None; every newer one
+        is moved to ``<directory>.damaged/<update>`` (replacing an older copy there),
+        and ``say`` reports it."""
+        for update in sorted(self._manager.all_steps(), reverse=True):
+            reason = self.damage(update)
+            if reason is None:
+                return update
+            if jax.process_count() > 1:
+                raise ValueError(
+                    f"checkpoint at update {update} in {self.directory} is damaged: {reason}; "
+                    "move it out of the directory by hand to resume from an older one"
+                )
+            aside = self.directory.with_name(self.directory.name + ".damaged") / str(update)
+            aside.parent.mkdir(parents=True, exist_ok=True)
+            shutil.rmtree(aside, ignore_errors=True)
+            self._step_dir(update).replace(aside)
+            self._manager.reload()
+            say(f"checkpoint at update {update} is damaged: {reason}; moved to {aside}")
+        return None
 
     def all(self) -> list[int]:
         return sorted(self._manager.all_steps())
@@ -199,6 +273,12 @@ class Checkpoints:
             ),
         )
         self._manager.wait_until_finished()
+        if jax.process_index() == 0:  # the files are complete and renamed into place
+            manifest = self._step_dir(update) / self.INTEGRITY
+            tmp = manifest.with_name(manifest.name + ".tmp")
+            tmp.write_text(json.dumps(self._digests(update), indent=1))
+            tmp.replace(manifest)
+        self._good.add(update)
 
     def metadata(self, update: int | None = None) -> dict[str, Any]:
         update = self.latest() if update is None else update
@@ -218,13 +298,14 @@ class Checkpoints:
             )
 
     def restore(self, like: Any, update: int | None = None) -> tuple[int, Any, dict[str, Any]]:
-        """``(update, state, metrics)`` of the newest (or the given) checkpoint.
+        """``(update, state, metrics)`` of the newest good (``newest_good``) or the
+        given checkpoint.
 
         Args:
             like: the state's structure, shapes and dtypes, e.g.
                 ``jax.eval_shape(init, keys, hparams)``; typed keys are rewrapped.
         """
-        update = self.latest() if update is None else update
+        update = self.newest_good() if update is None else update
         if update is None:
             raise ValueError(f"no checkpoint to restore in {self.directory}")
         self.check(self.metadata(update))
@@ -331,7 +412,7 @@ def train_in_chunks(
         return compiled[size]
 
     metrics: dict[str, list[np.ndarray]] = {}
-    if checkpoints is not None and checkpoints.latest() is not None:
+    if checkpoints is not None and checkpoints.newest_good() is not None:
         done, state, restored = checkpoints.restore(like)
         metrics = {k: [np.asarray(v)] for k, v in restored.items()}
     else:

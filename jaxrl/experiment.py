@@ -242,7 +242,7 @@ def run(
     identity = checkpoint.run_identity(algo, env_name, env_params, config, hparams, num_seeds, seed)
     identity["log_every"] = log_every
     checkpoints = checkpoint.Checkpoints(out / "checkpoints", identity, max_to_keep)
-    latest = checkpoints.latest()
+    latest = checkpoints.newest_good()  # damaged newer ones are set aside, and it says so
     if latest is not None:
         checkpoints.check(checkpoints.metadata(latest))  # another run's: say what differs
     if latest is not None and latest >= config.num_updates:

@@ -156,6 +156,57 @@ def test_a_save_killed_before_commit_leaves_the_previous_checkpoint(tmp_path):
     assert_state_equal(state, small_state(1))
 
 
+def largest_file(directory):
+    return max((p for p in directory.rglob("*") if p.is_file()), key=lambda p: p.stat().st_size)
+
+
+def truncate(step):
+    path = largest_file(step / "state")
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def flip_a_byte(step):
+    path = largest_file(step / "state")
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    path.write_bytes(bytes(data))
+
+
+def delete_metadata(step):
+    (step / "state" / "_METADATA").unlink()
+
+
+@pytest.mark.parametrize("damage", [truncate, flip_a_byte, delete_metadata])
+def test_a_damaged_newest_checkpoint_is_set_aside_and_the_previous_restored(
+    tmp_path, damage, capsys
+):
+    """Before, a damaged newest checkpoint stopped the resume with a long orbax traceback
+    although the one before it was intact (issue 19)."""
+    directory = tmp_path / "checkpoints"
+    ckpts = checkpoint.Checkpoints(directory, identity())
+    for update in (1, 2):
+        ckpts.save(update, small_state(update), {"loss": np.full((2, update), float(update))})
+    damage(directory / "2")
+    ckpts = checkpoint.Checkpoints(directory, identity())  # as a restarted run opens them
+    update, state, metrics = ckpts.restore(small_state(0))
+    assert update == 1 and ckpts.all() == [1]
+    assert_state_equal(state, small_state(1))
+    np.testing.assert_array_equal(metrics["loss"], np.ones((2, 1)))
+    out = capsys.readouterr().out
+    assert "checkpoint at update 2 is damaged" in out and "checkpoints.damaged/2" in out
+    assert (tmp_path / "checkpoints.damaged" / "2" / "state").is_dir()  # kept, not deleted
+
+
+def test_a_checkpoint_without_a_manifest_is_still_restored(tmp_path):
+    """Saved before jaxrl wrote manifests (or a crash right after orbax's save)."""
+    ckpts = checkpoint.Checkpoints(tmp_path, identity())
+    ckpts.save(1, small_state(1), {})
+    (tmp_path / "1" / checkpoint.Checkpoints.INTEGRITY).unlink()
+    update, state, _ = checkpoint.Checkpoints(tmp_path, identity()).restore(small_state(0))
+    assert update == 1
+    assert_state_equal(state, small_state(1))
+
+
 def test_restoring_another_run_says_what_differs(tmp_path, monkeypatch):
     checkpoint.Checkpoints(tmp_path, identity()).save(1, small_state(1), {})
     other = checkpoint.Checkpoints(tmp_path, identity(config={"num_envs": 8}))
