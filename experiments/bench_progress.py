@@ -9,9 +9,12 @@ vmapped), each compiled apart and timed as the median of ``--repeats`` runs:
 2. ``reports_unwatched``: the shipped loop, ``progress.REPORTS`` (50) host callbacks
    per run, with no ``Progress`` open (each callback returns at once);
 3. ``progress_and_logs``: the shipped loop inside a ``Progress`` that prints plain
-   lines and writes every row to CSV and JSON Lines loggers, as the scripts do.
+   lines and writes every row to CSV and JSON Lines loggers, as the scripts do;
+4. ``no_health``: the shipped loop without the per-update health check
+   (``Trainer.health=False``: no non-finite-parameter flag).
 
-The target is ``progress_and_logs`` at most 5% slower than ``no_reports``.
+The targets: ``progress_and_logs`` at most 5% slower than ``no_reports``, and the
+health check (``reports_unwatched`` against ``no_health``) at most 2%.
 ``summary.json`` has the seconds, the ratios and the machine.
 """
 
@@ -44,13 +47,15 @@ class Args:
     """Timed runs per build (median)."""
 
 
-def build(config, env, params, num_seeds: int, reports: bool):
-    """``jit(vmap(train))`` compiled, with or without the report call in its loop."""
+def build(config, env, params, num_seeds: int, reports: bool, health: bool = True):
+    """``jit(vmap(train))`` compiled, with or without the report call in its loop, with
+    or without the health check."""
     original = progress._report
     if not reports:
         progress._report = lambda update, metrics: update  # traced away: no callback
     try:
-        train = jax.jit(jax.vmap(ppo.make_train(config, env, params), in_axes=(0, None)))
+        trainer = dataclasses.replace(ppo.make_train(config, env, params), health=health)
+        train = jax.jit(jax.vmap(trainer, in_axes=(0, None)))
         keys = jax.random.split(jax.random.key(0), num_seeds)
         return train.lower(keys, ppo.PPOHParams()).compile(), keys
     finally:
@@ -75,6 +80,7 @@ def main(args: Args) -> dict:
     hp = ppo.PPOHParams()
     bare, keys = build(config, env, params, args.num_seeds, reports=False)
     shipped, _ = build(config, env, params, args.num_seeds, reports=True)
+    unchecked, _ = build(config, env, params, args.num_seeds, reports=True, health=False)
 
     def watched():
         with tempfile.TemporaryDirectory() as tmp:
@@ -93,6 +99,7 @@ def main(args: Args) -> dict:
         "no_reports": lambda: bare(keys, hp),
         "reports_unwatched": lambda: shipped(keys, hp),
         "progress_and_logs": watched,
+        "no_health": lambda: unchecked(keys, hp),
     }
     seconds = timed(builds, args.repeats)
     # Reporting must change nothing but the time: the builds' results are identical.
@@ -101,6 +108,13 @@ def main(args: Args) -> dict:
         for a, b in zip(
             jax.tree.leaves(checkpoint.plain(bare(keys, hp))),
             jax.tree.leaves(checkpoint.plain(shipped(keys, hp))),
+            strict=True,
+        )
+    ) and all(  # the health check changes no state either
+        bool((a == b).all())
+        for a, b in zip(
+            jax.tree.leaves(checkpoint.plain(shipped(keys, hp)[0])),
+            jax.tree.leaves(checkpoint.plain(unchecked(keys, hp)[0])),
             strict=True,
         )
     )
@@ -114,6 +128,7 @@ def main(args: Args) -> dict:
         "run_seconds": seconds,
         "ratio_to_no_reports": ratios,
         "overhead_percent": 100 * (ratios["progress_and_logs"] - 1),
+        "health_overhead_percent": 100 * (seconds["reports_unwatched"] / seconds["no_health"] - 1),
         "results_identical": same,
         **experiment.machine(),
     }

@@ -48,7 +48,7 @@ import orbax.checkpoint as ocp
 import jaxrl
 from jaxrl import parallel
 from jaxrl.config import PLACEMENT_FIELDS
-from jaxrl.training import Trainer
+from jaxrl.training import Diverged, Trainer, faults
 
 
 def _is_key(x: Any) -> bool:
@@ -346,6 +346,7 @@ def train_in_chunks(
     devices: int | None = None,
     on_chunk: Callable[[int], None] | None = None,
     on_compiled: Callable[[float], None] | None = None,
+    describe_run: Callable[[int], str] = lambda run: f"run {run}",
 ) -> tuple[Any, dict[str, np.ndarray], ChunkedRun]:
     """Train every run (one per key) in compiled chunks of ``chunk`` updates.
 
@@ -361,6 +362,12 @@ def train_in_chunks(
         devices: split the runs over this many local devices (``jaxrl.parallel``).
         on_chunk: called with the updates done after each chunk (and its save).
         on_compiled: called with the compile seconds once compiling is done.
+        describe_run: names run ``i`` in messages (e.g. its seed and hyperparameters).
+
+    Raises:
+        training.Diverged: a chunk's metrics or parameters hold NaN or infinity
+            (``training.faults``); its checkpoint is not saved, so the newest one
+            left is the last good state.
 
     Returns:
         ``(state, metrics, info)``: state and metrics with a leading run axis,
@@ -429,8 +436,13 @@ def train_in_chunks(
     while done < until:
         size = min(chunk, until - done)
         state, new = chunk_fn(size)(state, hparams, jnp.int32(done))
-        for k, v in jax.device_get(new).items():
-            metrics.setdefault(k, []).append(np.asarray(v))
+        new = {k: np.asarray(v) for k, v in jax.device_get(new).items()}
+        found = faults(new, done, trainer.log_every)
+        if found:
+            last_good = checkpoints.latest() if checkpoints is not None else None
+            raise Diverged(found, last_good, describe_run)
+        for k, v in new.items():
+            metrics.setdefault(k, []).append(v)
         done += size
         if checkpoints is not None:
             checkpoints.save(done, state, {k: np.concatenate(v, 1) for k, v in metrics.items()})

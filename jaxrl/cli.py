@@ -216,12 +216,18 @@ def _sweep_and_write(name, module, config, args, grid, env_grid, overrides, pres
         **result.info,
         "score": score,
         "points": _point_stats(points, swept) if swept else [],
+        "diverged_runs": int((result.table["diverged_at"] >= 0).sum()),
         "preset": None if preset is None else preset.record(),
     }
     experiment.write_json(args.out / "summary.json", summary)
     print(result.table.to_string(max_rows=40))
     if swept:
         plot_sweep(result.table, swept, score, args.out / "sweep.png")
+    if summary["diverged_runs"]:
+        print(
+            f"{summary['diverged_runs']} of {len(result.table)} runs diverged (non-finite "
+            "numbers; runs.csv: diverged_at, diverged)"
+        )
     print(f"wrote {args.out}/runs.csv, curves.npz, summary.json")
     return summary
 

@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import envs
-from jaxrl import checkpoint, distributed, loggers, parallel, presets, rundir
+from jaxrl import checkpoint, distributed, loggers, parallel, presets, rundir, training
 from jaxrl.evaluate import evaluate
 from jaxrl.progress import Progress
 from jaxrl.provenance import machine
@@ -284,19 +284,32 @@ def run(
     bar = Progress(
         config.num_updates, steps_per_update, num_seeds, f"{algo} {env_name}", loggers=logs
     )
+    record = {
+        "algo": algo, "env": env_name, "env_overrides": env_overrides or {},
+        "num_seeds": num_seeds, "seed": seed, "log_every": log_every,
+        "config": dataclasses.asdict(config),
+        "hparams": {k: float(v) for k, v in hparams._asdict().items()},
+        "preset": None if preset is None else preset.record(),
+    }  # fmt: skip
     with bar, contextlib.ExitStack() as closing:
         for log in logs:
             closing.push(_closer(log))
-        final_state, metrics, info = checkpoint.train_in_chunks(
-            train,
-            keys,
-            hparams,
-            checkpoint_every or config.num_updates,
-            checkpoints=checkpoints,
-            until=stop_after,
-            devices=devices,
-            on_compiled=lambda seconds: print(f"compiled in {seconds:.1f} s; training ..."),
-        )
+        try:
+            final_state, metrics, info = checkpoint.train_in_chunks(
+                train,
+                keys,
+                hparams,
+                checkpoint_every or config.num_updates,
+                checkpoints=checkpoints,
+                until=stop_after,
+                devices=devices,
+                on_compiled=lambda seconds: print(f"compiled in {seconds:.1f} s; training ..."),
+                describe_run=lambda i: f"seed index {i}",
+            )
+        except training.Diverged as exc:
+            if main:  # a summary that says so and holds no result
+                write_json(out / "summary.json", failed_summary(record, exc))
+            raise
     compile_seconds, run_seconds = info.compile_seconds, info.run_seconds
     if jax.process_count() > 1:  # the global arrays' values, here (typed keys as key data)
         final_state = distributed.to_host(checkpoint.plain(final_state))
@@ -323,12 +336,8 @@ def run(
         )
 
     summary = {
-        "algo": algo,
-        "env": env_name,
-        "env_overrides": env_overrides or {},
-        "num_seeds": num_seeds,
-        "seed": seed,
-        "log_every": log_every,
+        **record,
+        "failed": None,
         "total_env_steps": total_steps,
         "complete": updates_done == config.num_updates,
         "updates_done": updates_done,
@@ -345,9 +354,6 @@ def run(
         "devices_used": devices * per_run,
         "devices_per_run": per_run,
         "processes": jax.process_count(),
-        "config": dataclasses.asdict(config),
-        "hparams": {k: float(v) for k, v in hparams._asdict().items()},
-        "preset": None if preset is None else preset.record(),
     }
     if extra_summary is not None:
         summary |= extra_summary(summary, config, env, env_params, final_state, hparams)
@@ -364,6 +370,21 @@ def run(
         write_json(out / "summary.json", summary)
         print(f"wrote {out / 'summary.json'}, curve.png, curves.npz and checkpoints/")
     return summary
+
+
+def failed_summary(record: dict[str, Any], exc: training.Diverged) -> dict[str, Any]:
+    """``summary.json`` of a run stopped by non-finite numbers: what ran and what went
+    wrong (every affected run, its first bad update and quantities), no results."""
+    return {
+        **record,
+        "complete": False,
+        "failed": {
+            "reason": str(exc),
+            "last_good_checkpoint": exc.last_good,
+            "faults": [dataclasses.asdict(fault) for fault in exc.faults],
+        },
+        **machine(),
+    }
 
 
 @dataclasses.dataclass(frozen=True)

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import envs
-from jaxrl import experiment, parallel
+from jaxrl import experiment, parallel, training
 from jaxrl.evaluate import evaluate
 
 
@@ -228,6 +228,13 @@ def _table(curves, hp_rows, env_rows, hp_index, env_index, seed_index, out):
         columns["final_return"] = experiment.final_returns(curves)
     if "eval_return" in out:
         columns["eval_return"] = np.asarray(out["eval_return"])
+    # A run whose numbers stopped being finite (training.faults): the first update of
+    # the first bad interval and what went bad; -1 and "" for healthy runs.
+    diverged = {fault.run: fault for fault in training.faults(curves)}
+    columns["diverged_at"] = [diverged[i].update if i in diverged else -1 for i in columns["run"]]
+    columns["diverged"] = [
+        " ".join(diverged[i].quantities) if i in diverged else "" for i in columns["run"]
+    ]
     some = next(iter(curves.values()))
     tail = max(1, int(round(some.shape[-1] * experiment.FINAL_FRACTION)))
     for name, values in curves.items():

@@ -20,6 +20,13 @@ per-device ``step`` and a ``state_spec`` saying which state leaves are split;
 ``init`` and ``chunk`` then run under ``jax.shard_map`` and take and return the
 whole (global) state, so callers see no difference.
 
+Health: every update also logs ``nonfinite_params`` (1 if it left a parameter NaN
+or infinite), one reduction over the parameters; ``faults`` reads the metrics
+on the host and names, per run, the first logged interval with a non-finite
+metric (a loss, a return from NaN rewards, ...) or parameter, so that callers
+(``jaxrl.checkpoint.train_in_chunks``) stop a diverged run instead of carrying
+NaNs to a summary that looks normal.
+
 Hyperparameters are passed to ``step`` on every update rather than captured at
 ``init``: they stay traced (sweeps are a ``vmap`` over them), and whatever an
 agent derives from them (its optax transformation) is rebuilt from the same
@@ -34,6 +41,7 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxrl import parallel, progress
 
@@ -41,6 +49,70 @@ Metrics = dict[str, jax.Array]
 
 SUMMED = ("episode_return_sum", "episodes")
 """Metrics added up over the updates of a logging interval; the rest are averaged."""
+
+
+HEALTH = "nonfinite_params"
+"""The metric that flags an update leaving a non-finite parameter (averaged over a
+logging interval like the others: > 0 if any update in it did)."""
+
+
+def nonfinite_params(state: Any) -> jax.Array:
+    """1.0 if any float leaf of ``state.params`` (every agent's learnt parameters;
+    none for a state without them) is NaN or infinite, else 0.0."""
+    leaves = jax.tree.leaves(getattr(state, "params", None))
+    flags = [~jnp.isfinite(x).all() for x in leaves if jnp.issubdtype(x.dtype, jnp.inexact)]
+    return jnp.stack(flags).any().astype(jnp.float32) if flags else jnp.float32(0.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class Fault:
+    """A run's first logged interval with a non-finite quantity."""
+
+    run: int
+    """Index along the runs axis (seed, or seed and hyperparameter row)."""
+    update: int
+    """First update of the interval (0-based, over the whole run)."""
+    quantities: tuple[str, ...]
+    """What was not finite there: metric names, "parameters" for ``HEALTH``."""
+
+
+class Diverged(RuntimeError):
+    """A run produced non-finite numbers (``faults``); ``last_good`` is the update of
+    the newest checkpoint saved before them (None: none)."""
+
+    def __init__(self, found: list[Fault], last_good: int | None, describe_run=str):
+        self.faults, self.last_good = found, last_good
+        first = min(found, key=lambda f: f.update)
+        runs = ", ".join(describe_run(f.run) for f in found[:4])
+        runs += " ..." if len(found) > 4 else ""
+        kept = "no checkpoint" if last_good is None else f"last good checkpoint: update {last_good}"
+        super().__init__(
+            f"training diverged: {', '.join(first.quantities)} not finite in "
+            f"{describe_run(first.run)} from update {first.update} ({len(found)} run(s) "
+            f"affected: {runs}); stopped, {kept}"
+        )
+
+
+def faults(metrics: dict[str, Any], first_update: int = 0, log_every: int = 1) -> list[Fault]:
+    """Per run (leading axis of ``metrics [runs, intervals]``, on the host) whose metrics
+    hold a NaN or an infinity, or whose ``HEALTH`` flag is set: its first such
+    interval (``first_update``: the update the first interval starts at)."""
+    bad = {}
+    for name, values in metrics.items():
+        values = np.asarray(values)
+        if not np.issubdtype(values.dtype, np.floating):
+            continue
+        flag = values > 0 if name == HEALTH else ~np.isfinite(values)
+        bad["parameters" if name == HEALTH else name] = flag.reshape(flag.shape[0], -1)
+    found = []
+    if not bad:
+        return found
+    any_bad = np.logical_or.reduce(list(bad.values()))
+    for run in np.flatnonzero(any_bad.any(axis=1)):
+        first = int(np.argmax(any_bad[run]))
+        names = tuple(name for name, flag in bad.items() if flag[run, first])
+        found.append(Fault(int(run), first_update + first * log_every, names))
+    return found
 
 
 def summarize(metrics: Metrics) -> Metrics:
@@ -64,6 +136,8 @@ class Trainer:
         shards: how the run's envs are split over devices; None: one device.
         state_spec: with ``shards``, the state's ``PartitionSpec`` tree (a prefix):
             ``parallel.SPLIT`` for leaves with a leading env axis, else ``SHARED``.
+        health: log ``HEALTH`` (non-finite parameters) for every update; False leaves it
+            out (``experiments/bench_progress.py`` measures what it costs).
     """
 
     init: Callable[[jax.Array, Any], Any]
@@ -72,6 +146,7 @@ class Trainer:
     log_every: int = 1
     shards: parallel.EnvShards | None = None
     state_spec: Any = None
+    health: bool = True
 
     def __post_init__(self):
         if self.log_every < 1 or self.num_updates % self.log_every:
@@ -117,9 +192,13 @@ class Trainer:
                 f"[1, {self.num_updates}] (the run's updates) and a multiple of log_every={k}"
             )
 
+        def checked_step(state: Any, hparams: Any, update: Any) -> tuple[Any, Metrics]:
+            state, metrics = self.step(state, hparams, update)
+            return state, metrics | {HEALTH: nonfinite_params(state)} if self.health else metrics
+
         def updates(state: Any, hparams: Any, start: Any, n: int) -> tuple[Any, Metrics]:
             return progress.scan_updates(
-                lambda state, update: self.step(state, hparams, update),
+                lambda state, update: checked_step(state, hparams, update),
                 state,
                 n,
                 start=start,

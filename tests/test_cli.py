@@ -192,3 +192,20 @@ def test_bad_flags_are_refused_before_training(tmp_path, monkeypatch):
     for command in ("train", "sweep"):
         with pytest.raises(RuntimeError, match="cpu_devices=2: jax has already started"):
             cli.run([command, "ppo", *TRAIN, "--out", str(tmp_path / "c"), "--cpu-devices", "2"])
+
+
+def test_a_diverged_run_exits_1_with_a_failed_summary(tmp_path, capsys):
+    """An absurd learning rate turns every number NaN: the run stops with a message
+    naming the quantity, exits 1, and its summary.json says it failed, holds no result
+    and is strict JSON (before: exit 0 and a summary that looked normal; issue 19)."""
+    out = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train", "ppo", *TRAIN, "--lr", "1e30", "--out", str(out)])
+    assert exit_info.value.code == 1
+    err = capsys.readouterr().err
+    assert "jaxrl: failed (Diverged): training diverged: " in err and "parameters" in err
+    text = (out / "summary.json").read_text()
+    summary = json.loads(text, parse_constant=lambda token: pytest.fail(f"{token} in JSON"))
+    assert summary["complete"] is False and "final_return_mean" not in summary
+    assert summary["failed"]["faults"][0]["update"] == 0
+    assert summary["failed"]["last_good_checkpoint"] is None

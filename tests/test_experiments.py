@@ -167,7 +167,10 @@ def test_bench_progress_small_run(tmp_path):
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["results_identical"] is True
     assert summary["ratio_to_no_reports"]["no_reports"] == 1.0
-    assert set(summary["run_seconds"]) == {"no_reports", "reports_unwatched", "progress_and_logs"}
+    assert set(summary["run_seconds"]) == {
+        "no_reports", "reports_unwatched", "progress_and_logs", "no_health"
+    }  # fmt: skip
+    assert summary["health_overhead_percent"] > -100
 
 
 @pytest.mark.slow

@@ -97,3 +97,14 @@ def test_bad_sweeps_are_refused_before_compiling(kwargs, message):
     kwargs = {"grid": {"lr": [1e-3]}, "num_seeds": 2} | kwargs
     with pytest.raises(ValueError, match=message):
         sweep.sweep(ppo.make_train, CONFIG, ENV, ppo.PPOHParams(), **kwargs)
+
+
+def test_diverged_rows_are_marked_and_the_rest_kept():
+    """A row whose numbers stop being finite is named in the table (issue 19); the
+    sweep itself goes on, since a diverging learning rate is a result of a sweep."""
+    table = sweep.sweep(
+        ppo.make_train, CONFIG, ENV, ppo.PPOHParams(), {"lr": [1e-3, 1e30]}, num_seeds=1
+    ).table
+    assert table["diverged_at"].tolist() == [-1, 0]
+    assert table["diverged"][0] == "" and "parameters" in table["diverged"][1].split()
+    assert np.isfinite(table["final_return"][0])
