@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.experimental import checkify
 
 from envs import running_stats
@@ -245,28 +246,56 @@ class FlattenObservation(Wrapper):
 
 
 class DebugChecks(Wrapper):
-    """Check actions, observations and rewards at run time with ``checkify``.
+    """Check actions, observations and rewards at run time, inside compiled code.
 
-    Wrap the compiled function with ``checkify.checkify`` to see the errors::
+    ``via="callback"`` (the default): a failed check raises ``ValueError`` on the host
+    through ``jax.debug.callback``, so it works as it is under ``jit``, ``scan`` and
+    ``vmap`` (over seeds or env params, as training runs are), with nothing to wrap;
+    the error surfaces as a ``JaxRuntimeError`` whose text names the env, the quantity
+    and the value. It costs a host callback per step: a debugging tool, not for timed
+    runs. ``via="checkify"`` emits ``checkify.check`` instead, for code you run under
+    ``checkify.checkify`` to get the errors as values::
 
         err, out = jax.jit(checkify.checkify(rollout))(key)
         err.throw()   # ValueError naming the env, the quantity and the value
 
-    Without ``checkify`` the checks are inert. Out-of-range discrete actions,
-    which environments silently clip, are reported here.
+    (outside ``checkify.checkify`` such checks do not trace, and ``checkify`` does not
+    compose with ``vmap`` of a whole training run; use the default there). Out-of-range
+    discrete actions, which environments silently clip, are reported here.
     """
+
+    def __init__(self, env: Environment, via: str = "callback"):
+        super().__init__(env)
+        if via not in ("callback", "checkify"):
+            raise ValueError(
+                f"DebugChecks via={via!r} is not allowed; it must be 'callback' or 'checkify'"
+            )
+        self.via = via
+
+    def _check(self, ok: jax.Array, message: str, value: jax.Array) -> None:
+        """Report ``message.format(value=...)`` where ``ok`` is False."""
+        if self.via == "checkify":
+            checkify.check(ok, message, value=value)
+            return
+
+        def report(ok, value):
+            ok, value = np.asarray(ok), np.asarray(value)
+            if not ok.all():
+                bad = value if ok.ndim == 0 or value.ndim == 0 else value[~ok]
+                raise ValueError(message.format(value=bad))
+
+        jax.debug.callback(report, ok, value)
 
     def _check_obs(self, ts: TimeStep, params, where: str) -> None:
         space = self.env.observation_space(params)
         obs = jnp.asarray(ts.obs)
         if jnp.issubdtype(obs.dtype, jnp.floating):
-            checkify.check(
-                ~jnp.any(jnp.isnan(obs)), f"{self.name}: NaN in the observation after {where}"
-            )
-        checkify.check(
+            nan = jnp.isnan(obs).any()
+            self._check(~nan, f"{self.name}: NaN in the observation after {where}", nan)
+        self._check(
             space.contains(obs),
-            f"{self.name}: observation after {where} is outside {space!r}: {{obs}}",
-            obs=obs,
+            f"{self.name}: observation after {where} is outside {space!r}: {{value}}",
+            obs,
         )
 
     def reset(self, key, params):
@@ -278,16 +307,14 @@ class DebugChecks(Wrapper):
         space = self.env.action_space(params)
         action = jnp.asarray(action)
         bounds = f"[0, {space.n})" if isinstance(space, Discrete) else f"{space!r} bounds"
-        checkify.check(
+        self._check(
             space.contains(action),
-            f"{self.name}: action {{action}} is outside the action space; allowed {bounds}",
-            action=action,
+            f"{self.name}: action {{value}} is outside the action space; allowed {bounds}",
+            action,
         )
         state, ts = self.env.step(key, state, action, params)
-        checkify.check(
-            jnp.isfinite(ts.reward),
-            f"{self.name}: reward {{reward}} is not finite",
-            reward=ts.reward,
+        self._check(
+            jnp.isfinite(ts.reward), f"{self.name}: reward {{value}} is not finite", ts.reward
         )
         self._check_obs(ts, params, "step")
         return state, ts

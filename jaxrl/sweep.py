@@ -229,11 +229,11 @@ def _table(curves, hp_rows, env_rows, hp_index, env_index, seed_index, out):
     if "eval_return" in out:
         columns["eval_return"] = np.asarray(out["eval_return"])
     # A run whose numbers stopped being finite (training.faults): the first update of
-    # the first bad interval and what went bad; -1 and "" for healthy runs.
+    # the first bad interval and what went bad; -1 and "none" for healthy runs.
     diverged = {fault.run: fault for fault in training.faults(curves)}
     columns["diverged_at"] = [diverged[i].update if i in diverged else -1 for i in columns["run"]]
     columns["diverged"] = [
-        " ".join(diverged[i].quantities) if i in diverged else "" for i in columns["run"]
+        " ".join(diverged[i].quantities) if i in diverged else "none" for i in columns["run"]
     ]
     some = next(iter(curves.values()))
     tail = max(1, int(round(some.shape[-1] * experiment.FINAL_FRACTION)))

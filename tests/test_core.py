@@ -264,7 +264,7 @@ def test_flatten_observation():
 
 def test_debug_checks_name_out_of_range_action():
     env, params = envs.make("Probe-4", raw=True)
-    env = wrappers.DebugChecks(env)
+    env = wrappers.DebugChecks(env, via="checkify")
 
     @jax.jit
     @checkify.checkify
@@ -280,7 +280,7 @@ def test_debug_checks_name_out_of_range_action():
 
 
 def test_debug_checks_catch_nan_reward_and_bad_obs():
-    env = wrappers.DebugChecks(Echo())
+    env = wrappers.DebugChecks(Echo(), via="checkify")
     params = EchoParams(nan_above=0.5)
     step = jax.jit(checkify.checkify(lambda a: env.step(jax.random.key(0), None, a, params)))
     err, _ = step(jnp.array([1.0, 0.5]))
@@ -288,6 +288,34 @@ def test_debug_checks_catch_nan_reward_and_bad_obs():
         err.throw()
     with pytest.raises(checkify.JaxRuntimeError, match="outside the action space"):
         step(jnp.array([-3.0, 0.5]))[0].throw()
+
+
+def probe4_rollout(env, params, bad_action):
+    def run(key):
+        state, _ = env.reset(key, params)
+
+        def body(state, key):
+            state, ts = env.step(key, state, jnp.asarray(1 + bad_action), params)
+            return state, ts.reward
+
+        return jax.lax.scan(body, state, jax.random.split(key, 4))[1].sum()
+
+    return run
+
+
+def test_debug_checks_report_under_vmap_over_seeds_without_checkify():
+    """The default reports from inside jit(vmap(scan)), as a training run is built
+    (before: checkify and vmap did not compose, and without checkify it did not
+    compile; issue 19)."""
+    env, params = envs.make("Probe-4", raw=True)
+    env = wrappers.DebugChecks(env)
+    keys = jax.random.split(jax.random.key(0), 3)
+    good = jax.jit(jax.vmap(probe4_rollout(env, params, 0)))(keys)
+    np.testing.assert_array_equal(good, [4.0, 4.0, 4.0])  # Probe-4 pays 1 for action 1
+    with pytest.raises(Exception, match=r"Probe-4: action 6 is outside .*allowed \[0, 2\)"):
+        jax.block_until_ready(jax.jit(jax.vmap(probe4_rollout(env, params, 5)))(keys))
+    with pytest.raises(ValueError, match="via='print' is not allowed"):
+        wrappers.DebugChecks(env, via="print")
 
 
 # Registry -----------------------------------------------------------------

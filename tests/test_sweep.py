@@ -106,5 +106,5 @@ def test_diverged_rows_are_marked_and_the_rest_kept():
         ppo.make_train, CONFIG, ENV, ppo.PPOHParams(), {"lr": [1e-3, 1e30]}, num_seeds=1
     ).table
     assert table["diverged_at"].tolist() == [-1, 0]
-    assert table["diverged"][0] == "" and "parameters" in table["diverged"][1].split()
+    assert table["diverged"][0] == "none" and "parameters" in table["diverged"][1].split()
     assert np.isfinite(table["final_return"][0])
