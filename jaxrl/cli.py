@@ -2,6 +2,7 @@
 
     jaxrl train ppo --env gymnax:CartPole-v1 --num-seeds 8 --out runs/ppo
     jaxrl sweep ppo --env GridWorld-FourRooms --grid lr=1e-3,3e-4 --num-seeds 4 --out runs/sw
+    jaxrl tune ppo --env gymnax:Acrobot-v1 --num-candidates 27 --out runs/tune
     jaxrl eval runs/ppo            jaxrl plot runs/ppo            jaxrl envs
     jaxrl export runs/ppo runs/ppo/policy            jaxrl serve runs/ppo/policy --port 8000
 
@@ -67,6 +68,7 @@ ALGOS = {
 COMMANDS = {
     "train": "train an algorithm, many seeds in one compiled call (jaxrl train ALGO --help)",
     "sweep": "seeds x a hyperparameter grid in one compiled call (jaxrl sweep ALGO --help)",
+    "tune": "search hyperparameters by successive halving, write the winner as a preset",
     "eval": "evaluate the final policies of a run directory",
     "plot": "plot a run directory's learning curve, or a sweep's return vs hyperparameters",
     "render": "render one episode of a run's policy (GIF, plot or Brax HTML)",
@@ -112,9 +114,9 @@ def run(argv: list[str]) -> Any:
     """Run the command ``argv`` names and return its result (for tests and notebooks)."""
     command = _pick(argv, COMMANDS, "jaxrl", "command")
     rest = argv[1:]
-    if command in ("train", "sweep"):
+    if command in ("train", "sweep", "tune"):
         name = _pick(rest, ALGOS, f"jaxrl {command}", "algorithm")
-        return (train if command == "train" else sweep)(name, rest[1:])
+        return {"train": train, "sweep": sweep, "tune": tune}[command](name, rest[1:])
     commands = {"eval": evaluate, "plot": plot, "render": render, "export": export}
     return (commands | {"serve": serve, "envs": list_envs, "presets": list_presets})[command](rest)
 
@@ -230,6 +232,118 @@ def _sweep_and_write(name, module, config, args, grid, env_grid, overrides, pres
         )
     print(f"wrote {args.out}/runs.csv, curves.npz, summary.json")
     return summary
+
+
+@dataclasses.dataclass(frozen=True)
+class TuneFlags:
+    out: Path
+    """Directory for tune.csv, tune.png, summary.json, preset.toml and verify/."""
+    space: tuple[str, ...] = ()
+    """Hyperparameters to search, as name=SCALE:LOW:HIGH (log or linear), or a bare
+    name for jaxrl.tune.DEFAULT_SPACE's range; none given: jaxrl.tune.TUNED_BY_DEFAULT."""
+    num_candidates: int = 27
+    """Candidates drawn at the start (round 0 trains them all)."""
+    eta: int = 3
+    """Each round keeps the best 1/eta and trains them eta times longer."""
+    rounds: int = 3
+    """Rounds; the last trains the finalists for the whole run (--total-steps)."""
+    num_seeds: int = 2
+    """Seeds per candidate (the same seeds for every candidate)."""
+    seed: int = 0
+    """Seed of the search's keys and of the Sobol scrambling."""
+    sampler: str = "sobol"
+    """'sobol' (scrambled Sobol points) or 'random'."""
+    verify_seeds: int = 4
+    """Fresh seeds (keys from --seed + 1000) on which the winner is trained again as
+    jaxrl train would, for the preset's result; 0: no verification (no preset.toml)."""
+    env_param: tuple[str, ...] = ()
+    """Env params held fixed, as name=value."""
+    preset: str = "auto"
+    """Settings to start from: 'auto', 'none' or a name ALGO@ENV (as jaxrl train)."""
+
+
+def tune(name: str, argv: list[str]) -> dict[str, Any]:
+    """``jaxrl tune ALGO``: successive halving (``jaxrl.tune``), then the winner trained
+    on fresh seeds and written as a preset entry (``DIR/preset.toml``)."""
+    from jaxrl import experiment, presets, rundir
+    from jaxrl import tune as tuning
+
+    algo = ALGOS[name]
+    module, config_cls, hparams_cls, default_config = algo.load()
+    preset, config, hparams = experiment.preset_defaults(
+        name, argv, algo.default_env, default_config, hparams_cls()
+    )
+    args_cls = experiment.args_class(
+        name, config_cls, hparams_cls, algo.default_env, config, hparams, bases=(TuneFlags,)
+    )
+    args = tyro.cli(args_cls, args=argv, prog=f"jaxrl tune {name}")
+    space = tuning.parse_space(args.space, args.hparams)
+    if args.verify_seeds < 0:
+        raise ValueError(f"verify_seeds={args.verify_seeds} is not allowed; it must be >= 0")
+    overrides = experiment.env_overrides(preset, args.env_param)
+    config = experiment.space_defaults(args.config, args.env, overrides, argv, preset)
+    with rundir.holding(args.out):
+        result = tuning.tune(
+            module.make_train, config, args.env, args.hparams, space, args.num_candidates,
+            args.num_seeds, args.eta, args.rounds, args.seed, args.sampler, overrides,
+        )  # fmt: skip
+        table = result.table
+        table.to_csv(args.out / "tune.csv", index=False)
+        plot_tune(table, list(space), args.out / "tune.png")
+        print(table.sort_values(f"score_round_{args.rounds - 1}", ascending=False)
+              .head(10).to_string(index=False))  # fmt: skip
+        best = args.hparams._replace(**result.best)
+        command = "jaxrl tune " + " ".join([name, *argv])
+        summary = {"algo": name, **result.info, "best": result.best, "command": command,
+                   "preset": None if preset is None else preset.record(), "verified": None,
+                   **experiment.machine()}  # fmt: skip
+        print(f"best: {', '.join(f'{k}={v:.4g}' for k, v in result.best.items())}")
+    if args.verify_seeds:  # a run directory of its own (it holds its own lock)
+        verified = experiment.run(
+            name, module.make_train, config, best, args.env, args.verify_seeds,
+            args.seed + 1000, args.out / "verify", make_policy=module.make_policy,
+            env_overrides=overrides, preset=preset,
+        )  # fmt: skip
+        summary["verified"] = {k: verified[k] for k in (
+            "eval_return_mean", "eval_return_per_seed", "final_return_mean",
+            "total_env_steps", "compile_seconds", "run_seconds")}  # fmt: skip
+        entry = presets.entry(
+            name, args.env, config, best, config_cls(), hparams_cls(), overrides,
+            source=f"found by `{command}` (successive halving over {sorted(space)}; "
+            f"tune.csv beside it)", verified=verified,
+        )  # fmt: skip
+        (args.out / "preset.toml").write_text(entry)
+        print(f"wrote {args.out / 'preset.toml'}: add it to jaxrl/presets/ to make it the "
+              "default for this pair")  # fmt: skip
+    experiment.write_json(args.out / "summary.json", summary)
+    return summary
+
+
+def plot_tune(table: Any, names: list[str], path: Path) -> None:
+    """One panel per searched hyperparameter: each candidate's last score against its
+    value (log axis for log-scaled ones), coloured by the round it reached."""
+    from matplotlib.figure import Figure
+
+    rounds = int(table["round_reached"].max()) + 1
+    last = np.array([table.loc[i, f"score_round_{r}"] for i, r in
+                     enumerate(table["round_reached"])], np.float64)  # fmt: skip
+    fig = Figure(figsize=(3.6 * len(names), 3.4))
+    for i, name in enumerate(names):
+        ax = fig.add_subplot(1, len(names), i + 1)
+        for r in range(rounds):
+            mask = (table["round_reached"] == r).to_numpy() & np.isfinite(last)
+            ax.scatter(table[name][mask], last[mask], s=14 + 10 * r, label=f"round {r}")
+        best = table["best"].to_numpy()
+        ax.scatter(table[name][best], last[best], marker="*", s=120, c="k", label="best")
+        values = table[name].to_numpy(np.float64)
+        if values.min() > 0 and values.max() / values.min() > 20:
+            ax.set_xscale("log")
+        ax.set_xlabel(name)
+        if i == 0:
+            ax.set_ylabel("score in the last round reached")
+            ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
 
 
 def _point_stats(points, swept: list[str]) -> list[dict[str, Any]]:

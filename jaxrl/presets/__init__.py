@@ -191,3 +191,79 @@ def announce(algo: str, env: str, preset: Preset | None, choice: str) -> None:
         print(f"preset: none (--preset none): {algo}'s defaults on {env}")
     else:
         print(f"preset: none for {algo} on {env} (jaxrl presets lists them): {algo}'s defaults")
+
+
+def toml_value(value: Any) -> str:
+    """``value`` (a string, bool, number, list or mapping of them) as a TOML value."""
+    import json
+    import math
+
+    if isinstance(value, str):
+        return json.dumps(value)  # a TOML basic string: JSON's escapes are TOML's
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValueError(f"{value} cannot be written to a preset")
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, Mapping):
+        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"{type(value).__name__} cannot be written to a preset: {value!r}")
+
+
+def entry(
+    algo: str,
+    env: str,
+    config: Any,
+    hparams: Any,
+    default_config: Any,
+    default_hparams: Any,
+    env_params: Mapping[str, Any],
+    source: str,
+    verified: Mapping[str, Any],
+) -> str:
+    """A ``[[preset]]`` entry (TOML text) for ``config`` and ``hparams``: the fields that
+    differ from the defaults, and as its result the greedy evaluation of ``verified``
+    (an ``experiment.run`` summary of those settings, run as ``jaxrl train`` runs)."""
+    import datetime
+
+    changed = {
+        name: list(value) if isinstance(value, tuple) else value
+        for name, value in dataclasses.asdict(config).items()
+        if value != getattr(default_config, name)
+    }
+    tuned = {
+        name: float(value)
+        for name, value in hparams._asdict().items()
+        if float(value) != float(getattr(default_hparams, name))
+    }
+    per_seed = verified["eval_return_per_seed"]
+    cpu = verified["cpu"]
+    seeds, seed = verified["num_seeds"], verified["seed"]
+    out = f"runs/{algo}-{env.split(':')[-1].lower()}"
+    result = {
+        "metric": "greedy eval return",
+        "mean": round(float(verified["eval_return_mean"]), 1),
+        "spread": [round(float(min(per_seed)), 1), round(float(max(per_seed)), 1)],
+        "seeds": seeds,
+        "env_steps": verified["total_env_steps"],
+        "wall_seconds": round(verified["compile_seconds"] + verified["run_seconds"]),
+        "machine": f"{cpu['model']} x{cpu['usable_cores']}, jax {verified['jax_version']} "
+        "(compile and training; the whole process takes longer)",
+        "date": datetime.date.today().isoformat(),
+        "command": f"jaxrl train {algo} --env {env} --num-seeds {seeds} --seed {seed} --out {out}",
+    }
+    lines = ["[[preset]]", f"algo = {toml_value(algo)}", f"env = {toml_value(env)}"]
+    if env_params:
+        lines.append(f"env_params = {toml_value(dict(env_params))}")
+    lines += [
+        f"source = {toml_value(source)}",
+        f"config = {toml_value(changed)}",
+        f"hparams = {toml_value(tuned)}",
+        f"result = {toml_value(result)}",
+    ]
+    return "\n".join(lines) + "\n"
