@@ -15,25 +15,36 @@ Endpoints:
 Bad requests never reach the policy: a body that is not a JSON object is a 400;
 a missing or unknown field, observations of the wrong shape, non-numbers, NaN or
 infinity, a bad seed or a batch over ``max_batch_size`` are a 422; a body over
-``max_body_bytes`` is a 413. Every error answers ``{"error": "<what was expected>"}``.
+``max_body_bytes`` is a 413, refused from its ``Content-Length`` before it is
+read, or as soon as a streamed body passes the limit (no more is read); a body
+that stalls for ``read_timeout`` seconds is a 408. Every error answers
+``{"error": "<what was expected>"}``. A client that disconnects mid-request is
+dropped quietly.
 
-The policy is compiled for a batch of one when the app is made, so the first
-request is fast; each new batch size compiles once more (keep clients to a few
-sizes). Policies run in starlette's thread pool, off the event loop.
+Bounded work per request: the body is parsed and checked, and the policy run, in
+starlette's thread pool, off the event loop (a large body does not stall
+``/health``). Batches are padded to a power of two (``bucket``; the padding rows
+are copies of the first observation and their actions are dropped), so the
+policy compiles for at most ``log2(max_batch_size) + 1`` batch sizes, once each;
+a batch answers exactly what ``LoadedPolicy(obs, seed=S)`` answers, since every
+row's draw depends on its index, not on the batch size (jax's partitionable
+threefry). The batch of one is compiled when the app is made.
 """
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 import os
 from pathlib import Path
 
+import numpy as np
 import tyro
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
@@ -46,11 +57,41 @@ def _error(status: int, message: str) -> JSONResponse:
     return JSONResponse({"error": message}, status_code=status)
 
 
+def bucket(n: int, max_batch_size: int) -> int:
+    """The batch size ``n`` observations are padded to: the next power of two, at most
+    ``max_batch_size``."""
+    return min(1 << (n - 1).bit_length(), max_batch_size)
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _read_body(request: Request, limit: int, timeout: float) -> bytes:
+    """The body, refused (``_TooLarge``) as soon as it passes ``limit`` bytes; a chunk
+    that takes over ``timeout`` seconds to arrive raises ``TimeoutError``."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _TooLarge
+    parts, size = [], 0
+    stream = request.stream().__aiter__()
+    while True:
+        try:
+            part = await asyncio.wait_for(stream.__anext__(), timeout)
+        except StopAsyncIteration:
+            return b"".join(parts)
+        size += len(part)
+        if size > limit:
+            raise _TooLarge
+        parts.append(part)
+
+
 def make_app(
     artifact_path: str | os.PathLike,
     *,
     max_batch_size: int = 1024,
     max_body_bytes: int = 16 * 2**20,
+    read_timeout: float = 30.0,
 ) -> Starlette:
     """The app serving the policy at ``artifact_path`` (loaded and compiled now).
 
@@ -58,6 +99,7 @@ def make_app(
         artifact_path: a directory written by ``jaxrl.export``.
         max_batch_size: the most observations one request may hold.
         max_body_bytes: the largest request body accepted.
+        read_timeout: seconds a request body may stall before a 408.
     """
     policy = load_policy(artifact_path)
     policy.warm()
@@ -73,10 +115,8 @@ def make_app(
     async def health(request: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
-    async def act(request: Request) -> JSONResponse:
-        body = await request.body()
-        if len(body) > max_body_bytes:
-            return _error(413, f"request body over {max_body_bytes} bytes")
+    def answer(body: bytes) -> JSONResponse:
+        """Parse, check and act (in the thread pool: nothing here runs on the loop)."""
         try:
             payload = json.loads(body)
         except (ValueError, RecursionError) as e:
@@ -93,10 +133,23 @@ def make_app(
             key_data = policy.key_data(seed=payload.get("seed", 0))
         except (ValueError, TypeError, RecursionError) as e:
             return _error(422, f"{e}; {usage}")
-        if len(obs) > max_batch_size:
-            return _error(422, f"batch of {len(obs)} observations over max {max_batch_size}")
-        action = await run_in_threadpool(policy.act_batch, obs, key_data)
+        n = len(obs)
+        if n > max_batch_size:
+            return _error(422, f"batch of {n} observations over max {max_batch_size}")
+        padded = np.concatenate([obs, np.repeat(obs[:1], bucket(n, max_batch_size) - n, 0)])
+        action = policy.act_batch(padded, key_data)[:n]
         return JSONResponse({"action": (action[0] if single else action).tolist()})
+
+    async def act(request: Request) -> JSONResponse | None:
+        try:
+            body = await _read_body(request, max_body_bytes, read_timeout)
+        except _TooLarge:
+            return _error(413, f"request body over {max_body_bytes} bytes")
+        except TimeoutError:
+            return _error(408, f"request body stalled for over {read_timeout:g} s")
+        except ClientDisconnect:
+            return None  # nobody to answer; nothing to log
+        return await run_in_threadpool(answer, body)
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
         assert isinstance(exc, HTTPException)

@@ -236,3 +236,41 @@ def test_command_line_server(artifact, policy):
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_batches_are_padded_to_powers_of_two_and_answer_the_same(artifact, policy):
+    """Each new batch size used to compile once more, without bound; now at most
+    log2(max_batch_size) + 1 sizes, and the answers do not change (issue 19)."""
+    assert [serve.bucket(n, 1024) for n in (1, 2, 3, 5, 8, 9, 1000)] == [1, 2, 4, 8, 8, 16, 1024]
+    assert serve.bucket(600, 1000) == 1000
+    app = serve.make_app(artifact)
+    with running(app) as http:
+        for n in (3, 5, 6, 7):
+            obs = observations(n, seed=n)
+            answer = http.post("/act", json={"obs": obs.tolist(), "seed": n}).json()["action"]
+            np.testing.assert_array_equal(answer, policy(obs, seed=n))
+    assert app.state.policy._call._cache_size() == 3  # batches of 1 (warm), 4 and 8
+
+
+def raw_request(port: int, head: str, body: bytes = b"", wait: float = 10.0) -> str:
+    """Send ``head`` and ``body`` on a raw socket (no client fixes the headers) and read
+    the status line of the answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=wait) as conn:
+        conn.sendall(head.encode() + b"\r\n\r\n" + body)
+        return conn.recv(4096).decode().splitlines()[0]
+
+
+def test_large_or_stalled_bodies_are_refused_without_reading_them(artifact):
+    app = serve.make_app(artifact, max_body_bytes=1000, read_timeout=0.5)
+    with running(app) as http:
+        port = int(str(http.base_url).rsplit(":", 1)[1].strip("/"))
+        declared = "POST /act HTTP/1.1\r\nHost: x\r\nContent-Type: application/json"
+        start = time.monotonic()
+        status = raw_request(port, declared + "\r\nContent-Length: 1000000000")
+        assert " 413 " in status and time.monotonic() - start < 5  # not 1 GB read first
+        chunks = (b"[" + b"0," * 100 for _ in range(50))  # streamed: no Content-Length
+        assert http.post("/act", content=chunks).status_code == 413
+        start = time.monotonic()
+        status = raw_request(port, declared + "\r\nContent-Length: 100", b'{"obs": [')
+        assert " 408 " in status and time.monotonic() - start < 5
+        assert http.get("/health").json() == {"status": "ok"}  # still serving
