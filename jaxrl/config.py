@@ -76,16 +76,33 @@ HPARAM_RANGES: dict[str, tuple[float, float | None, bool, bool]] = {
 
 
 def check_hparams(hparams: NamedTuple) -> NamedTuple:
-    """Check concrete hyperparameter values (tracers are skipped) against
-    ``HPARAM_RANGES``; returns ``hparams``. A field without a range is a bug in
-    the agent, reported as such."""
+    """Check hyperparameter values against ``HPARAM_RANGES``; returns ``hparams``.
+
+    Concrete values are checked here. Traced ones (``jit(vmap(train))(keys, hp)``,
+    the Python route, where the values only exist when the program runs) are
+    checked by a ``jax.debug.callback`` when it runs: a bad value then raises, in
+    the first moments of the run, a ``JaxRuntimeError`` carrying the same
+    ``ValueError``. A field without a range is a bug in the agent, reported as such."""
     owner = type(hparams).__name__
+    traced = {}
     for name, value in hparams._asdict().items():
         if name not in HPARAM_RANGES:
             raise TypeError(f"{owner}.{name} has no range in jaxrl.config.HPARAM_RANGES")
-        low, high, low_open, high_open = HPARAM_RANGES[name]
-        check_range(owner, name, value, low, high, low_open=low_open, high_open=high_open)
+        if isinstance(value, jax.core.Tracer):
+            traced[name] = value
+        else:
+            _check_hparam(owner, name, value)
+    if traced:
+        jax.debug.callback(
+            lambda values: [_check_hparam(owner, k, np.asarray(v)) for k, v in values.items()],
+            traced,
+        )
     return hparams
+
+
+def _check_hparam(owner: str, name: str, value: Any) -> None:
+    low, high, low_open, high_open = HPARAM_RANGES[name]
+    check_range(owner, name, value, low, high, low_open=low_open, high_open=high_open)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -170,7 +170,11 @@ class Trainer:
         return self.shards.num_devices if self.split else 1
 
     def start(self, key: jax.Array, hparams: Any) -> Any:
-        """The whole initial state (``init``, under ``shard_map`` when split)."""
+        """The whole initial state (``init``, under ``shard_map`` when split), after
+        checking the hyperparameters (``hparams.validate()``: at once where they are
+        concrete, when the program runs where they are traced)."""
+        if hasattr(hparams, "validate"):
+            hparams.validate()
         if not self.split:
             return self.init(key, hparams)
         P = parallel.SHARED

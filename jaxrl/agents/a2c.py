@@ -118,7 +118,6 @@ def make_train(config: A2CConfig, env: Any, env_params: Any) -> Trainer:
         )
 
     def init(key: jax.Array, hp: A2CHParams) -> A2CState:
-        hp.validate()
         key, init_key, env_key = jax.random.split(key, 3)
         params = network.init(init_key, jnp.zeros((1, *obs_shape), jnp.float32))
         env_carry = rollout.init_carry(

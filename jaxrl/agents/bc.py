@@ -178,7 +178,6 @@ def make_train(config: BCConfig, env: Any, env_params: Any, expert: Expert) -> T
         return lambda key, obs: network.apply(params, obs).mode()
 
     def init(key: jax.Array, hp: BCHParams) -> BCState:
-        hp.validate()
         key, init_key, env_key = jax.random.split(key, 3)
         params = network.init(init_key, jnp.zeros((1, *obs_space.shape), jnp.float32))
         data = Dataset(

@@ -240,7 +240,6 @@ def make_train(config: CEMConfig, env: Environment, env_params: Any) -> Trainer:
         return evaluate(unit_env, env_params, policy(theta), key, episodes, limit)
 
     def init(key: jax.Array, hp: CEMHParams) -> CEMState:
-        hp.validate()
         key, init_key = jax.random.split(key)
         mean0, _ = ravel_pytree(network.init(init_key, jnp.zeros((1, *obs_shape))))
         std0 = jnp.full_like(mean0, hp.init_std)

@@ -263,7 +263,6 @@ def make_train(config: DQNConfig, env: Any, env_params: Any) -> Trainer:
         )
 
     def init(key: jax.Array, hp: DQNHParams) -> DQNState:
-        hp.validate()
         key, init_key, env_key = jax.random.split(key, 3)
         params = network.init(init_key, jnp.zeros((1, *obs_space.shape), jnp.float32))
         env_carry = rollout.init_carry(venv, env_params, env_key, False, False, shards)

@@ -164,7 +164,6 @@ def make_train(config: PQNConfig, env: Any, env_params: Any) -> Trainer:
         )
 
     def init(key: jax.Array, hp: PQNHParams) -> PQNState:
-        hp.validate()
         key, init_key, env_key = jax.random.split(key, 3)
         params = network.init(init_key, jnp.zeros((1, *obs_shape), jnp.float32))
         env_carry = rollout.init_carry(venv, env_params, env_key, False, False, shards)

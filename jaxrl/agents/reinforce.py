@@ -155,7 +155,6 @@ def make_train(config: ReinforceConfig, env: Any, env_params: Any) -> Trainer:
         )
 
     def init(key: jax.Array, hp: ReinforceHParams) -> ReinforceState:
-        hp.validate()
         key, init_key, env_key = jax.random.split(key, 3)
         params = network.init(init_key, jnp.zeros((1, *obs_shape), jnp.float32))
         env_carry = rollout.init_carry(venv, env_params, env_key, config.normalize_obs, False)

@@ -226,7 +226,6 @@ def make_train(config: SACConfig, env: Any, env_params: Any) -> Trainer:
         return make_optimizer(hp.lr)
 
     def init(key: jax.Array, hp: SACHParams) -> SACState:
-        hp.validate()
         tx = optimizer(hp)
         key, init_key, env_key = jax.random.split(key, 3)
         params = networks.init(init_key, jnp.zeros((1, *obs_space.shape), jnp.float32))

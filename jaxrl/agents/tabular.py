@@ -143,7 +143,6 @@ def make_train(config: TabularConfig, env: Any, env_params: Any) -> Trainer:
     rule = config.rule
 
     def init(key: jax.Array, hp: TabularHParams) -> TabularState:
-        hp.validate()
         key, env_key = jax.random.split(key)
         env_carry = rollout.init_carry(venv, env_params, env_key, False, False)
         q = jnp.zeros((num_states, spec.dim), jnp.float32)
