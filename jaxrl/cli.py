@@ -585,6 +585,8 @@ def export(argv: list[str]) -> Path:
     from jaxrl import export as exporting
 
     args = tyro.cli(ExportFlags, args=argv, prog="jaxrl export")
+    if args.artifact.exists() and not args.overwrite:
+        raise FileExistsError(f"{args.artifact} exists; pass --overwrite to replace it")
     name, module, config, _, summary, state, _ = load_run(args.run_dir)
     one = _seed(state, args.seed_index, summary)
     env, env_params = envs.make(summary["env"], **summary.get("env_overrides", {}))

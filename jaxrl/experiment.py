@@ -221,6 +221,7 @@ def run(
     if num_seeds < 1:
         raise ValueError(f"num_seeds={num_seeds} is not allowed; it must be >= 1")
     hparams.validate()
+    check_chunking(config.num_updates, checkpoint_every, stop_after, log_every)
     env, env_params = envs.make(env_name, **(env_overrides or {}))
     train = dataclasses.replace(make_train(config, env, env_params), log_every=log_every)
     per_run = train.num_devices  # > 1: each run's envs are split over devices
@@ -236,7 +237,7 @@ def run(
     keys = jax.random.split(jax.random.key(seed), num_seeds)
     steps = config.num_updates * steps_per_update
     if stop_after is not None and checkpoint_every is None:
-        raise ValueError(f"stop_after={stop_after} needs checkpoint_every, to resume from")
+        raise ValueError(f"--stop-after={stop_after} needs --checkpoint-every, to resume from")
     # The final state is always saved (for evaluation and export from the run directory);
     # with checkpoint_every, after every chunk too.
     identity = checkpoint.run_identity(algo, env_name, env_params, config, hparams, num_seeds, seed)
@@ -252,7 +253,7 @@ def run(
         )
     if latest is not None and stop_after is not None and latest >= stop_after:
         raise ValueError(
-            f"stop_after={stop_after} is already reached: {out} holds update {latest}; "
+            f"--stop-after={stop_after} is already reached: {out} holds update {latest}; "
             "raise --stop-after, or leave it out to finish the run"
         )
     # On several processes (jaxrl.distributed) all train and save checkpoints together;
@@ -370,6 +371,31 @@ def run(
         write_json(out / "summary.json", summary)
         print(f"wrote {out / 'summary.json'}, curve.png, curves.npz and checkpoints/")
     return summary
+
+
+def check_chunking(
+    num_updates: int, checkpoint_every: int | None, stop_after: int | None, log_every: int
+) -> None:
+    """The run's chunking flags, refused by their flag names before anything is built
+    (``checkpoint.train_in_chunks`` checks the same as ``chunk=``, ``until=``)."""
+    if not isinstance(log_every, int) or log_every < 1 or num_updates % log_every:
+        raise ValueError(
+            f"--log-every={log_every} is not allowed; it must divide the run's "
+            f"{num_updates} updates"
+        )
+    for flag, value in (("--checkpoint-every", checkpoint_every), ("--stop-after", stop_after)):
+        if value is None:
+            continue
+        if not 1 <= value <= num_updates:
+            raise ValueError(
+                f"{flag}={value} is not allowed; it must be in [1, {num_updates}] (the "
+                "run's updates)"
+            )
+        if value % log_every:
+            raise ValueError(
+                f"{flag}={value} is not allowed; it must be a multiple of --log-every="
+                f"{log_every}, so that every logged interval lies within one chunk"
+            )
 
 
 def failed_summary(record: dict[str, Any], exc: training.Diverged) -> dict[str, Any]:
