@@ -152,6 +152,8 @@ class SweepFlags:
     """Runs trained together; batches run in sequence in the same compiled call."""
     devices: int | None = 1
     """Local devices to split the runs over (None: the most that divide them)."""
+    compile_cache: bool = True
+    """Keep compiled programs in jax's persistent cache (--no-compile-cache: off)."""
     cpu_devices: int | None = None
     """CPU devices to expose before jax starts (one per core: --devices None then splits
     the runs over the cores). None: jax's default (one), or XLA_FLAGS's count."""
@@ -191,6 +193,7 @@ def sweep(name: str, argv: list[str]) -> Any:
     args = tyro.cli(args_cls, args=argv, prog=f"jaxrl sweep {name}")
     if args.cpu_devices is not None:
         parallel.use_cpu_devices(args.cpu_devices)
+    parallel.use_compile_cache(args.compile_cache)
     grid = parse_grid(args.grid, "--grid")
     env_grid = parse_grid(args.env_grid, "--env-grid")
     overrides = experiment.env_overrides(preset, args.env_param)
@@ -260,12 +263,14 @@ class TuneFlags:
     """Env params held fixed, as name=value."""
     preset: str = "auto"
     """Settings to start from: 'auto', 'none' or a name ALGO@ENV (as jaxrl train)."""
+    compile_cache: bool = True
+    """Keep compiled programs in jax's persistent cache (--no-compile-cache: off)."""
 
 
 def tune(name: str, argv: list[str]) -> dict[str, Any]:
     """``jaxrl tune ALGO``: successive halving (``jaxrl.tune``), then the winner trained
     on fresh seeds and written as a preset entry (``DIR/preset.toml``)."""
-    from jaxrl import experiment, presets, rundir
+    from jaxrl import experiment, parallel, presets, rundir
     from jaxrl import tune as tuning
 
     algo = ALGOS[name]
@@ -277,6 +282,7 @@ def tune(name: str, argv: list[str]) -> dict[str, Any]:
         name, config_cls, hparams_cls, algo.default_env, config, hparams, bases=(TuneFlags,)
     )
     args = tyro.cli(args_cls, args=argv, prog=f"jaxrl tune {name}")
+    parallel.use_compile_cache(args.compile_cache)
     space = tuning.parse_space(args.space, args.hparams)
     if args.verify_seeds < 0:
         raise ValueError(f"verify_seeds={args.verify_seeds} is not allowed; it must be >= 0")

@@ -426,6 +426,10 @@ class RunArgs:
     devices: int | None = None
     """Local devices to split the seeds over (each trains whole runs); None: the most
     that divide num_seeds. To split each run's envs instead, see --num-devices."""
+    compile_cache: bool = True
+    """Keep compiled programs in jax's persistent cache (jaxrl.parallel.use_compile_cache:
+    $JAXRL_CACHE_DIR, else ~/.cache/jaxrl/jax), so an identical run compiles at once;
+    --no-compile-cache: off."""
     cpu_devices: int | None = None
     """CPU devices to expose before jax starts (jaxrl.parallel.use_cpu_devices); one per
     core lets seeds (--devices) or envs (--num-devices) run on separate cores of a CPU
@@ -543,6 +547,7 @@ def main(
     )
     if args.cpu_devices is not None:
         parallel.use_cpu_devices(args.cpu_devices)
+    parallel.use_compile_cache(args.compile_cache)
     if args.distributed or args.coordinator is not None:
         distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     overrides = env_overrides(preset, args.env_param)

@@ -66,6 +66,33 @@ def use_cpu_devices(count: int) -> None:
             ) from error
 
 
+CACHE_MIN_COMPILE_SECONDS = 0.0
+"""Compiles shorter than this are not written to the persistent cache (0: every one,
+so that what is cached does not depend on how busy the machine was)."""
+
+
+def use_compile_cache(enabled: bool = True) -> str | None:
+    """Switch on jax's persistent compilation cache for this process, so that a run
+    compiled once (same program, flags and versions) loads its executable instead of
+    compiling it again; returns the directory (None: off).
+
+    The directory is ``$JAXRL_CACHE_DIR``, else ``$XDG_CACHE_HOME/jaxrl/jax`` (by
+    default ``~/.cache/jaxrl/jax``); ``JAXRL_CACHE_DIR=""`` or ``enabled=False``
+    (``--no-compile-cache``) leaves it off. jax writes each entry under a temporary
+    name and renames it, so processes may share the directory. Call it before the
+    first compile: afterwards jax has decided whether it caches.
+    """
+    path = os.environ.get("JAXRL_CACHE_DIR")
+    if not enabled or path == "":
+        return None
+    if path is None:
+        base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+        path = os.path.join(base, "jaxrl", "jax")
+    jax.config.update("jax_compilation_cache_dir", path)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", CACHE_MIN_COMPILE_SECONDS)
+    return path
+
+
 def runs_mesh(num_devices: int | None = None) -> Mesh:
     """A one-axis mesh (``"runs"``) over the first ``num_devices`` local devices (all if None)."""
     devices = jax.local_devices()

@@ -25,6 +25,7 @@ def pytest_addoption(parser):
 def pytest_configure(config):
     agents_common.SEED_SET = config.getoption("--seed-set")
     fast_compile(config.option.markexpr)
+    no_compile_cache()
 
 
 #: XLA's backend (LLVM) optimisation level for the default tier.
@@ -44,6 +45,14 @@ def fast_compile(markexpr: str) -> None:
     flags = os.environ.get("XLA_FLAGS", "")
     if "xla_backend_optimization_level" not in flags:
         os.environ["XLA_FLAGS"] = f"{flags} {FAST_COMPILE_FLAG}".strip()
+
+
+def no_compile_cache() -> None:
+    """Tests compile from scratch, as CI's fresh machine does: jax's persistent cache,
+    on by default for the command line (``jaxrl.parallel.use_compile_cache``), is off
+    for this process and its subprocesses unless ``JAXRL_CACHE_DIR`` is set (the
+    test of the cache sets its own)."""
+    os.environ.setdefault("JAXRL_CACHE_DIR", "")
 
 
 def pytest_terminal_summary(terminalreporter):

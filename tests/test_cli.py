@@ -215,3 +215,28 @@ def test_a_diverged_run_exits_1_with_a_failed_summary(tmp_path, capsys):
     assert summary["complete"] is False and "final_return_mean" not in summary
     assert summary["failed"]["faults"][0]["update"] == 0
     assert summary["failed"]["last_good_checkpoint"] is None
+
+
+def test_the_compile_cache_serves_an_identical_second_run(tmp_path):
+    """On by default for the command line (issue 20): the first run writes its
+    programs to JAXRL_CACHE_DIR, an identical second run finds all of them (writes
+    none), and --no-compile-cache leaves the cache alone."""
+    import os
+    import subprocess
+    import sys
+
+    cache = tmp_path / "cache"
+    env = os.environ | {"JAXRL_CACHE_DIR": str(cache)}
+
+    def train(out, *flags):
+        cmd = [sys.executable, "-c", "from jaxrl.cli import main; main()", "train", "ppo",
+               *TRAIN, "--out", str(tmp_path / out), *flags]  # fmt: skip
+        result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+        assert result.returncode == 0, result.stderr[-2000:]
+        return sorted(p.name for p in cache.rglob("*") if p.is_file())
+
+    first = train("a")
+    assert first, "nothing was cached"
+    assert train("b") == first
+    cache_entries = len(first)
+    assert len(train("c", "--no-compile-cache", "--num-seeds", "3")) == cache_entries
