@@ -150,13 +150,14 @@ class SweepFlags:
     """Seed of the first key; the same seeds at every grid point."""
     batch_size: int | None = None
     """Runs trained together; batches run in sequence in the same compiled call."""
-    devices: int | None = 1
+    devices: int | None = None
     """Local devices to split the runs over (None: the most that divide them)."""
     compile_cache: bool = True
     """Keep compiled programs in jax's persistent cache (--no-compile-cache: off)."""
     cpu_devices: int | None = None
-    """CPU devices to expose before jax starts (one per core: --devices None then splits
-    the runs over the cores). None: jax's default (one), or XLA_FLAGS's count."""
+    """CPU devices to expose before jax starts. None: one per usable core on a CPU-only
+    host (jaxrl.parallel.use_every_core), XLA_FLAGS's count where it sets one;
+    --cpu-devices 1: a single device."""
     eval_episodes: int = 16
     """Greedy evaluation episodes per run (0: none)."""
     preset: str = "auto"
@@ -193,6 +194,8 @@ def sweep(name: str, argv: list[str]) -> Any:
     args = tyro.cli(args_cls, args=argv, prog=f"jaxrl sweep {name}")
     if args.cpu_devices is not None:
         parallel.use_cpu_devices(args.cpu_devices)
+    else:
+        parallel.use_every_core()
     parallel.use_compile_cache(args.compile_cache)
     grid = parse_grid(args.grid, "--grid")
     env_grid = parse_grid(args.env_grid, "--env-grid")

@@ -433,7 +433,8 @@ class RunArgs:
     cpu_devices: int | None = None
     """CPU devices to expose before jax starts (jaxrl.parallel.use_cpu_devices); one per
     core lets seeds (--devices) or envs (--num-devices) run on separate cores of a CPU
-    host. None: jax's default (one), or XLA_FLAGS's count."""
+    host. None: one per usable core on a CPU-only host (jaxrl.parallel.use_every_core),
+    XLA_FLAGS's count where it sets one; --cpu-devices 1: a single device."""
     env_param: tuple[str, ...] = ()
     """Env params to override, as name=value (e.g. slip=0.2), validated by the env."""
     checkpoint_every: int | None = None
@@ -547,6 +548,8 @@ def main(
     )
     if args.cpu_devices is not None:
         parallel.use_cpu_devices(args.cpu_devices)
+    elif not (args.distributed or args.coordinator is not None):
+        parallel.use_every_core()
     parallel.use_compile_cache(args.compile_cache)
     if args.distributed or args.coordinator is not None:
         distributed.initialize(args.coordinator, args.num_processes, args.process_id)

@@ -42,6 +42,40 @@ AXIS = "runs"
 ENVS = "envs"
 
 
+def accelerator_likely() -> bool:
+    """Whether this host has a GPU or TPU for jax, judged without starting jax: a
+    ``JAX_PLATFORMS`` that does not start with cpu, an NVIDIA device node with jax's
+    CUDA plugin installed, or a TPU device node (``/dev/accel*``, ``/dev/vfio``)."""
+    import glob
+    import importlib.util
+
+    platforms = os.environ.get("JAX_PLATFORMS", "")
+    if platforms:
+        return not platforms.split(",")[0].strip().startswith("cpu")
+    cuda = any(importlib.util.find_spec(f"jax_cuda{v}_plugin") for v in (12, 13))
+    return bool((cuda and glob.glob("/dev/nvidia[0-9]*")) or glob.glob("/dev/accel*"))
+
+
+def use_every_core() -> int | None:
+    """The default of the command line on a CPU-only host: one XLA CPU device per
+    usable core (``provenance.usable_cores``: affinity and cgroup quota), so that
+    seeds and sweep rows split over the cores (``devices_for``). Nothing where an
+    accelerator is likely, where ``XLA_FLAGS`` sets the count, or where jax has
+    already started (a notebook, a test): there it keeps what it has. Returns the
+    count set, or None."""
+    from jaxrl.provenance import usable_cores
+
+    flags = os.environ.get("XLA_FLAGS", "")
+    if accelerator_likely() or "xla_force_host_platform_device_count" in flags:
+        return None
+    count = usable_cores()
+    try:
+        use_cpu_devices(count)
+    except RuntimeError:  # jax has started with another count
+        return None
+    return count
+
+
 def use_cpu_devices(count: int) -> None:
     """Expose ``count`` XLA CPU devices, so that seeds (``shard_runs``) or envs
     (``EnvShards``) split over them run on separate cores of a CPU host.

@@ -16,6 +16,7 @@ from __future__ import annotations
 import os
 import platform
 from importlib import metadata
+from pathlib import Path
 from typing import Any
 
 STACK = (
@@ -66,15 +67,34 @@ def cpu() -> dict[str, Any]:
                     break
     except OSError:
         pass
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:
-        usable = os.cpu_count()
     return {
         "model": model,
         "isa": [flag for flag in ISA_FLAGS if flag in flags],
-        "usable_cores": usable,
+        "usable_cores": usable_cores(),
     }
+
+
+def usable_cores(cgroup: Path = Path("/sys/fs/cgroup")) -> int:
+    """Cores this process may run on: its CPU affinity (``os.cpu_count`` where unknown),
+    capped by a cgroup CPU quota where one is set (a container limited to 1.5 CPUs
+    gets 1): cgroup v2 ``cpu.max``, else v1 ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us``."""
+    try:
+        cores = len(os.sched_getaffinity(0))
+    except AttributeError:
+        cores = os.cpu_count() or 1
+    quota = None
+    try:
+        text = (cgroup / "cpu.max").read_text().split()
+        if text and text[0] != "max":
+            quota = int(text[0]) / int(text[1])
+    except (OSError, ValueError, IndexError):
+        try:
+            q = int((cgroup / "cpu" / "cpu.cfs_quota_us").read_text())
+            p = int((cgroup / "cpu" / "cpu.cfs_period_us").read_text())
+            quota = q / p if q > 0 and p > 0 else None
+        except (OSError, ValueError):
+            pass
+    return max(1, min(cores, int(quota))) if quota else cores
 
 
 def machine() -> dict[str, Any]:

@@ -279,3 +279,47 @@ def test_split_envs_are_validated_before_compiling():
     env, params = __import__("envs").make("gymnax:CartPole-v1")
     with pytest.raises(ValueError, match=r"num_devices=8 is not allowed; it must be in \[1, 1\]"):
         ppo.make_train(config, env, params)
+
+
+def test_usable_cores_follow_affinity_and_cgroup_quota(tmp_path):
+    from jaxrl.provenance import usable_cores
+
+    affinity = len(os.sched_getaffinity(0))
+    assert usable_cores(tmp_path / "none") == affinity  # no cgroup files: the affinity
+    (tmp_path / "cpu.max").write_text("max 100000\n")
+    assert usable_cores(tmp_path) == affinity
+    (tmp_path / "cpu.max").write_text("150000 100000\n")  # 1.5 CPUs
+    assert usable_cores(tmp_path) == min(affinity, 1)
+    v1 = tmp_path / "v1"
+    (v1 / "cpu").mkdir(parents=True)
+    (v1 / "cpu" / "cpu.cfs_quota_us").write_text("-1\n")  # no quota
+    (v1 / "cpu" / "cpu.cfs_period_us").write_text("100000\n")
+    assert usable_cores(v1) == affinity
+
+
+def test_accelerators_are_judged_without_starting_jax(monkeypatch):
+    monkeypatch.setenv("JAX_PLATFORMS", "cuda,cpu")
+    assert parallel.accelerator_likely()
+    monkeypatch.setenv("JAX_PLATFORMS", "cpu")
+    assert not parallel.accelerator_likely()
+
+
+def test_every_core_by_default_on_a_cpu_host():
+    """The command line's default (issue 20): one CPU device per usable core, set
+    before jax starts; --cpu-devices or XLA_FLAGS still win."""
+    child = textwrap.dedent("""
+        import json, jax
+        from jaxrl import parallel, provenance
+        count = parallel.use_every_core()
+        print(json.dumps([count, jax.device_count(), provenance.usable_cores()]))
+    """)
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "JAX_PLATFORMS")}
+    out = subprocess.run([sys.executable, "-c", child], env=env, capture_output=True,
+                         text=True, timeout=120)  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    count, devices, cores = json.loads(out.stdout.strip().splitlines()[-1])
+    assert count == devices == cores
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=3"
+    out = subprocess.run([sys.executable, "-c", child], env=env, capture_output=True,
+                         text=True, timeout=120)  # fmt: skip
+    assert json.loads(out.stdout.strip().splitlines()[-1])[:2] == [None, 3]
