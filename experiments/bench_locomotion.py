@@ -1,14 +1,16 @@
-"""Brax locomotion against brax.training: PPO on the same envs, env-step budget and machine.
+"""Brax locomotion against brax.training: PPO or SAC on the same envs, env-step
+budget and machine.
 
-For each env of ``--envs`` and each seed, in one process: ``brax.training``'s PPO
-with the settings of ``BRAX_PPO`` (brax's published settings for the env, scaled
-to a 2-core CPU: 128 envs instead of thousands), and jaxrl's PPO with the env's
-preset where there is one, else the same settings mirrored field by field
-(``mirrored``). Both are evaluated greedily (brax: ``deterministic_eval``) on
-``--eval-episodes`` episodes at ``--evals`` evenly spaced points; wall seconds
-count from the start of each library's run, compilation included, evaluation
-excluded where the library allows it (jaxrl: yes; brax.training evaluates inside
-its loop, so its wall time includes its evaluations).
+For each env of ``--envs`` and each seed, in one process: ``brax.training``'s
+``--algo`` with the settings of ``BRAX_PPO`` or ``BRAX_SAC`` (brax's published
+settings for the env; PPO's scaled to a 2-core CPU: 128 envs instead of
+thousands), and jaxrl's with the env's preset where there is one, else the same
+settings mirrored field by field (``mirrored``). Both are evaluated greedily
+(brax: ``deterministic_eval``) on ``--eval-episodes`` episodes at ``--evals``
+evenly spaced points; wall seconds count from the start of each library's run,
+compilation included, evaluation excluded where the library allows it (jaxrl:
+yes; brax.training evaluates inside its loop, so its wall time includes its
+evaluations).
 
 Writes ``DIR/bench_locomotion.json`` (every curve, the final returns and the
 ratios), ``DIR/summary.json`` and ``DIR/<env>.png`` (evaluation return against env
@@ -20,6 +22,7 @@ in its output (``shim``).
 
     python experiments/bench_locomotion.py --out runs/bench-loco
     python experiments/bench_locomotion.py --envs inverted_pendulum --steps 200000 --out runs/ip
+    python experiments/bench_locomotion.py --algo sac --envs hopper --steps 100000 --out runs/sac
 """
 
 from __future__ import annotations
@@ -28,7 +31,8 @@ import dataclasses
 import functools
 import time
 from pathlib import Path
-from typing import Any
+from types import ModuleType
+from typing import Any, Literal
 
 import jax
 import numpy as np
@@ -36,16 +40,37 @@ import tyro
 
 import envs
 from jaxrl import experiment, presets
-from jaxrl.agents import ppo
+from jaxrl.agents import ppo, sac
 from jaxrl.evaluate import evaluate
 
 BRAX_PPO: dict[str, dict[str, Any]] = {
     # brax's published PPO settings (brax/training/learner.py and its notebooks),
     # with num_envs 128 and batch_size scaled so that an update is a CPU-sized
-    # 40,960 (ant) or 20,480 (inverted_pendulum) env steps.
+    # 40,960 env steps (20,480 for inverted_pendulum).
     "ant": dict(
         num_envs=128, batch_size=256, unroll_length=5, num_minibatches=32,
         num_updates_per_batch=4, learning_rate=3e-4, entropy_cost=1e-2,
+        discounting=0.97, reward_scaling=10.0, clipping_epsilon=0.3,
+        normalize_observations=True,
+    ),
+    "halfcheetah": dict(
+        num_envs=128, batch_size=64, unroll_length=20, num_minibatches=32,
+        num_updates_per_batch=8, learning_rate=3e-4, entropy_cost=1e-3,
+        discounting=0.95, reward_scaling=1.0, clipping_epsilon=0.3,
+        normalize_observations=True,
+    ),
+    # brax's current notebook trains hopper and walker2d with SAC only; these are the
+    # PPO settings brax published for them before (unroll 20, 4 epochs, gamma 0.97,
+    # entropy 1e-3, reward scaling 10), scaled like the others.
+    "hopper": dict(
+        num_envs=128, batch_size=64, unroll_length=20, num_minibatches=32,
+        num_updates_per_batch=4, learning_rate=3e-4, entropy_cost=1e-3,
+        discounting=0.97, reward_scaling=10.0, clipping_epsilon=0.3,
+        normalize_observations=True,
+    ),
+    "walker2d": dict(
+        num_envs=128, batch_size=64, unroll_length=20, num_minibatches=32,
+        num_updates_per_batch=4, learning_rate=3e-4, entropy_cost=1e-3,
         discounting=0.97, reward_scaling=10.0, clipping_epsilon=0.3,
         normalize_observations=True,
     ),
@@ -56,6 +81,25 @@ BRAX_PPO: dict[str, dict[str, Any]] = {
         normalize_observations=True,
     ),
 }  # fmt: skip
+BRAX_SAC: dict[str, dict[str, Any]] = {
+    # brax's published SAC settings (its training notebook), already CPU-sized:
+    # 128 envs, grad_updates_per_step minibatches after every step of all envs.
+    "hopper": dict(
+        num_envs=128, batch_size=512, grad_updates_per_step=64, learning_rate=6e-4,
+        discounting=0.997, reward_scaling=30.0, min_replay_size=8192,
+        max_replay_size=1_048_576, normalize_observations=True,
+    ),
+    "walker2d": dict(
+        num_envs=128, batch_size=128, grad_updates_per_step=32, learning_rate=6e-4,
+        discounting=0.997, reward_scaling=5.0, min_replay_size=8192,
+        max_replay_size=1_048_576, normalize_observations=True,
+    ),
+}  # fmt: skip
+BRAX_SETTINGS = {"ppo": BRAX_PPO, "sac": BRAX_SAC}
+AGENTS: dict[str, tuple[ModuleType, type, type]] = {
+    "ppo": (ppo, ppo.PPOConfig, ppo.PPOHParams),
+    "sac": (sac, sac.SACConfig, sac.SACHParams),
+}
 EPISODE_LENGTH = 1000
 
 
@@ -63,8 +107,11 @@ EPISODE_LENGTH = 1000
 class Args:
     out: Path
     """Directory for bench_locomotion.json, summary.json and one figure per env."""
+    algo: Literal["ppo", "sac"] = "ppo"
+    """The algorithm both libraries run."""
     envs: tuple[str, ...] = ("ant",)
-    """Brax env names (without the "brax:" prefix); each needs an entry in BRAX_PPO."""
+    """Brax env names (without the "brax:" prefix); each needs an entry in BRAX_PPO
+    (or BRAX_SAC for --algo sac)."""
     steps: int = 1_228_800
     """Env steps per run (rounded down to whole jaxrl updates)."""
     seeds: int = 3
@@ -78,14 +125,53 @@ class Args:
     libs: tuple[str, ...] = ("jaxrl", "brax")
     """Which libraries to run."""
     jaxrl_set: tuple[str, ...] = ()
-    """jaxrl PPO config or hyperparameter fields to change, as name=value (e.g.
+    """jaxrl config or hyperparameter fields to change, as name=value (e.g.
     squash=False), to measure one difference to brax.training at a time."""
 
 
-def mirrored(env: str) -> tuple[ppo.PPOConfig, ppo.PPOHParams]:
+def mirrored(algo: str, env: str) -> tuple[Any, Any]:
+    """jaxrl's ``algo`` with brax's settings for ``env`` mirrored (``mirrored_ppo``,
+    ``mirrored_sac``)."""
+    return mirrored_ppo(env) if algo == "ppo" else mirrored_sac(env)
+
+
+def mirrored_sac(env: str) -> tuple[sac.SACConfig, sac.SACHParams]:
+    """jaxrl's SAC with ``BRAX_SAC[env]`` mirrored: the same envs, minibatches per env
+    step, replay sizes, rates, discount, reward scale, observation normalisation,
+    256x256 ReLU networks, Polyak 0.005 and brax's entropy target (-0.5 per action
+    dimension). Differences left: brax fills the buffer with its untrained policy
+    (jaxrl: uniform actions) and steps the temperature at lr 3e-4 (jaxrl: ``lr``);
+    jaxrl's std is bounded tanh(dense(x)) in log space (brax: softplus(dense(x)) +
+    0.001), and jaxrl bootstraps truncated transitions from the final observation
+    where brax leaves them out of the critic loss."""
+    b = BRAX_SAC[env]
+    raw, params = envs.make(f"brax:{env}")
+    action_dim = raw.action_space(params).shape[0]
+    config = sac.SACConfig(
+        num_envs=b["num_envs"],
+        rollout_len=1,
+        gradient_steps=b["grad_updates_per_step"],
+        minibatch_size=b["batch_size"],
+        learning_starts=b["min_replay_size"],
+        buffer_size=b["max_replay_size"],
+        hidden_sizes=(256, 256),
+        activation="relu",
+        normalize_obs=b["normalize_observations"],
+        target_entropy=-0.5 * action_dim,
+    )
+    hp = sac.SACHParams(
+        lr=b["learning_rate"], gamma=b["discounting"], tau=0.005,
+        reward_scale=b["reward_scaling"],
+    )  # fmt: skip
+    return config, hp
+
+
+def mirrored_ppo(env: str) -> tuple[ppo.PPOConfig, ppo.PPOHParams]:
     """jaxrl's PPO with ``BRAX_PPO[env]`` mirrored as far as its config allows: the
-    same env steps per update, epochs, minibatches, rates and discount; reward
-    normalisation in place of brax's fixed reward scaling."""
+    same env steps per update, epochs, minibatches, rates and discount, and brax's
+    policy distribution (a tanh-squashed Gaussian whose std is softplus(dense(x)) +
+    0.001); rewards unscaled (jaxrl has no fixed reward scale, and on ant reward
+    normalisation in its place learned less: the PPO module docstring)."""
     b = BRAX_PPO[env]
     config = ppo.PPOConfig(
         num_envs=b["num_envs"],
@@ -94,10 +180,11 @@ def mirrored(env: str) -> tuple[ppo.PPOConfig, ppo.PPOHParams]:
         num_minibatches=b["num_minibatches"],
         hidden_sizes=(256, 256),
         normalize_obs=b["normalize_observations"],
-        normalize_reward=True,
+        normalize_reward=False,
         anneal_lr=False,
         clip_value=False,
         squash=True,
+        state_std=True,
     )
     hp = ppo.PPOHParams(
         lr=b["learning_rate"], gamma=b["discounting"], ent_coef=b["entropy_cost"],
@@ -107,24 +194,27 @@ def mirrored(env: str) -> tuple[ppo.PPOConfig, ppo.PPOHParams]:
 
 
 def jaxrl_settings(
-    env: str, changes: dict[str, Any], backend: str
-) -> tuple[ppo.PPOConfig, ppo.PPOHParams, str]:
+    algo: str, env: str, changes: dict[str, Any], backend: str
+) -> tuple[Any, Any, str]:
     """The env's preset, else ``mirrored``; then ``changes`` (config or hparams fields).
     Both libraries run on ``backend``; the source says so where the preset's differs."""
-    preset = presets.get("ppo", f"brax:{env}")
+    _, config_class, hparams_class = AGENTS[algo]
+    preset = presets.get(algo, f"brax:{env}")
     if preset is None:
-        (config, hp), source = mirrored(env), "mirrored from BRAX_PPO"
+        (config, hp), source = mirrored(algo, env), f"mirrored from BRAX_{algo.upper()}"
     else:
-        config, hp = preset.apply(ppo.PPOConfig(), ppo.PPOHParams())
+        config, hp = preset.apply(config_class(), hparams_class())
         source = f"preset {preset.name}"
         preset_backend = preset.env_params.get("backend", backend)
         if preset_backend != backend:
             source += f" on backend {backend} instead of the preset's {preset_backend}"
-    config_fields = {k: v for k, v in changes.items() if k in ppo.PPOConfig.__dataclass_fields__}
-    hp_fields = {k: v for k, v in changes.items() if k in ppo.PPOHParams._fields}
+    config_fields = {k: v for k, v in changes.items() if k in config_class.__dataclass_fields__}
+    hp_fields = {k: v for k, v in changes.items() if k in hparams_class._fields}
     unknown = sorted(set(changes) - set(config_fields) - set(hp_fields))
     if unknown:
-        raise SystemExit(f"--jaxrl-set {unknown}: not PPOConfig or PPOHParams fields")
+        raise SystemExit(
+            f"--jaxrl-set {unknown}: not {config_class.__name__} or {hparams_class.__name__} fields"
+        )
     if changes:
         source += f", changed {changes}"
     return dataclasses.replace(config, **config_fields), hp._replace(**hp_fields), source
@@ -143,13 +233,14 @@ def parse_changes(pairs: tuple[str, ...]) -> dict[str, Any]:
 
 
 def run_jaxrl(env_name: str, args: Args, seed: int, settings: tuple) -> dict[str, Any]:
-    """One seed of jaxrl's PPO with ``settings`` (``jaxrl_settings``'s result)."""
+    """One seed of jaxrl's ``args.algo`` with ``settings`` (``jaxrl_settings``'s result)."""
+    agent = AGENTS[args.algo][0]
     config, hp, source = settings
     per_update = config.num_envs * config.rollout_len
     config = dataclasses.replace(config, total_steps=(args.steps // per_update) * per_update)
     env, params = envs.make(f"brax:{env_name}", backend=args.backend)
     eval_env, _ = envs.make(f"brax:{env_name}", backend=args.backend, autoreset=False)
-    trainer = ppo.make_train(config, env, params)
+    trainer = agent.make_train(config, env, params)
     points = eval_points(trainer.num_updates, args.evals)
 
     @functools.partial(jax.jit, static_argnums=2)
@@ -158,7 +249,7 @@ def run_jaxrl(env_name: str, args: Args, seed: int, settings: tuple) -> dict[str
 
     @jax.jit
     def greedy(state, key):
-        act = ppo.make_policy(config, env, params, state)
+        act = agent.make_policy(config, env, params, state)
         return evaluate(eval_env, params, act, key, args.eval_episodes, EPISODE_LENGTH).mean()
 
     t0 = time.perf_counter()
@@ -190,11 +281,13 @@ def brax_shim() -> str:
 
 
 def run_brax(env_name: str, args: Args, seed: int) -> dict[str, Any]:
-    """One seed of brax.training's PPO with ``BRAX_PPO[env_name]``."""
+    """One seed of brax.training's ``args.algo`` with ``BRAX_PPO`` or ``BRAX_SAC``."""
     from brax import envs as brax_envs
     from brax.training.agents.ppo import train as brax_ppo
+    from brax.training.agents.sac import train as brax_sac
 
-    settings = BRAX_PPO[env_name]
+    settings = BRAX_SETTINGS[args.algo][env_name]
+    train = brax_ppo.train if args.algo == "ppo" else brax_sac.train
     env = brax_envs.get_environment(env_name, backend=args.backend)
     curve, t0 = [], time.perf_counter()
 
@@ -207,15 +300,15 @@ def run_brax(env_name: str, args: Args, seed: int) -> dict[str, Any]:
         print(f"  brax  {env_name} seed {seed}: {int(step):,} steps, eval {value:.1f}, "
               f"{wall:.0f} s", flush=True)  # fmt: skip
 
-    brax_ppo.train(
+    train(
         environment=env, num_timesteps=args.steps, num_evals=args.evals + 1,
         episode_length=EPISODE_LENGTH, num_eval_envs=args.eval_episodes,
         deterministic_eval=True, seed=seed, progress_fn=progress, **settings,
     )  # fmt: skip
-    return {"curve": curve, "settings": "BRAX_PPO", "config": settings}
+    return {"curve": curve, "settings": f"BRAX_{args.algo.upper()}", "config": settings}
 
 
-def plot(env_name: str, runs: dict[str, list[dict[str, Any]]], path: Path) -> None:
+def plot(algo: str, env_name: str, runs: dict[str, list[dict[str, Any]]], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -232,7 +325,7 @@ def plot(env_name: str, runs: dict[str, list[dict[str, Any]]], path: Path) -> No
     axes[1].set_xlabel("wall seconds (compile included)")
     axes[0].set_ylabel("greedy evaluation return")
     axes[0].legend()
-    fig.suptitle(f"PPO on brax:{env_name}")
+    fig.suptitle(f"{algo.upper()} on brax:{env_name}")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
@@ -243,9 +336,13 @@ def final(run: dict[str, Any]) -> float:
 
 
 def main(args: Args) -> None:
-    unknown = sorted(set(args.envs) - set(BRAX_PPO))
+    brax_settings = BRAX_SETTINGS[args.algo]
+    unknown = sorted(set(args.envs) - set(brax_settings))
     if unknown:
-        raise SystemExit(f"--envs {unknown} not allowed; choose from {sorted(BRAX_PPO)}")
+        raise SystemExit(
+            f"--envs {unknown} not allowed with --algo {args.algo}; choose from "
+            f"{sorted(brax_settings)}"
+        )
     bad_libs = sorted(set(args.libs) - {"jaxrl", "brax"})
     if bad_libs or not args.libs:
         raise SystemExit(f"--libs {list(args.libs)} not allowed; choose from ['brax', 'jaxrl']")
@@ -256,12 +353,12 @@ def main(args: Args) -> None:
             raise SystemExit(f"--{name}={value} not allowed; it must be >= 1")
     changes = parse_changes(args.jaxrl_set)
     # jaxrl's settings per env, built (and bad --jaxrl-set values refused) before any run
-    settings = {name: jaxrl_settings(name, changes, args.backend) for name in args.envs}
+    settings = {name: jaxrl_settings(args.algo, name, changes, args.backend) for name in args.envs}
     for env_name, (config, _, _) in settings.items():
         per_update = config.num_envs * config.rollout_len
         if "jaxrl" in args.libs and args.steps < per_update:
             raise SystemExit(
-                f"--steps={args.steps} not allowed for {env_name}; jaxrl's PPO takes "
+                f"--steps={args.steps} not allowed for {env_name}; jaxrl's {args.algo} takes "
                 f"{per_update} env steps per update, so it must be >= {per_update}"
             )
     shim = brax_shim() if "brax" in args.libs else "not used"
@@ -298,10 +395,11 @@ def main(args: Args) -> None:
     # Written at the end only: an interrupted benchmark leaves no partial results.
     args.out.mkdir(parents=True, exist_ok=True)
     for env_name in args.envs:
-        plot(env_name, results[env_name]["runs"], args.out / f"{env_name}.png")
+        plot(args.algo, env_name, results[env_name]["runs"], args.out / f"{env_name}.png")
     meta = experiment.machine()
     summary = {
-        "script": "bench_locomotion", "envs": list(args.envs), "steps": args.steps,
+        "script": "bench_locomotion", "algo": args.algo, "envs": list(args.envs),
+        "steps": args.steps,
         "seeds": args.seeds, "backend": args.backend, "shim": shim,
         "jaxrl_settings": {e: results[e]["runs"]["jaxrl"][0]["settings"]
                            for e in args.envs if "jaxrl" in args.libs},
