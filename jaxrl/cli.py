@@ -180,8 +180,11 @@ def parse_grid(pairs: tuple[str, ...], flag: str) -> dict[str, list[Any]]:
     return grid
 
 
-def sweep(name: str, argv: list[str]) -> Any:
-    from jaxrl import experiment, parallel, rundir
+def _algo_args(name: str, argv: list[str], flags: type, command: str) -> tuple:
+    """``(module, config class, hparams class, preset, args)`` of ``jaxrl COMMAND
+    NAME argv``: ``flags``' fields plus the algorithm's config and hyperparameters,
+    parsed over the defaults of the preset that ``--preset`` and ``--env`` pick."""
+    from jaxrl import experiment
 
     algo = ALGOS[name]
     module, config_cls, hparams_cls, default_config = algo.load()
@@ -189,9 +192,16 @@ def sweep(name: str, argv: list[str]) -> Any:
         name, argv, algo.default_env, default_config, hparams_cls()
     )
     args_cls = experiment.args_class(
-        name, config_cls, hparams_cls, algo.default_env, config, hparams, bases=(SweepFlags,)
+        name, config_cls, hparams_cls, algo.default_env, config, hparams, bases=(flags,)
     )
-    args = tyro.cli(args_cls, args=argv, prog=f"jaxrl sweep {name}")
+    args = tyro.cli(args_cls, args=argv, prog=f"jaxrl {command} {name}")
+    return module, config_cls, hparams_cls, preset, args
+
+
+def sweep(name: str, argv: list[str]) -> Any:
+    from jaxrl import experiment, parallel, rundir
+
+    module, _, _, preset, args = _algo_args(name, argv, SweepFlags, "sweep")
     if args.cpu_devices is not None:
         parallel.use_cpu_devices(args.cpu_devices)
     else:
@@ -276,15 +286,7 @@ def tune(name: str, argv: list[str]) -> dict[str, Any]:
     from jaxrl import experiment, parallel, presets, rundir
     from jaxrl import tune as tuning
 
-    algo = ALGOS[name]
-    module, config_cls, hparams_cls, default_config = algo.load()
-    preset, config, hparams = experiment.preset_defaults(
-        name, argv, algo.default_env, default_config, hparams_cls()
-    )
-    args_cls = experiment.args_class(
-        name, config_cls, hparams_cls, algo.default_env, config, hparams, bases=(TuneFlags,)
-    )
-    args = tyro.cli(args_cls, args=argv, prog=f"jaxrl tune {name}")
+    module, config_cls, hparams_cls, preset, args = _algo_args(name, argv, TuneFlags, "tune")
     parallel.use_compile_cache(args.compile_cache)
     space = tuning.parse_space(args.space, args.hparams)
     if args.verify_seeds < 0:

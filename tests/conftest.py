@@ -26,6 +26,10 @@ def pytest_configure(config):
     agents_common.SEED_SET = config.getoption("--seed-set")
     fast_compile(config.option.markexpr)
     no_compile_cache()
+    # Start jax's backend now, with its default single CPU device: the command line's
+    # one-device-per-core default (jaxrl.parallel.use_every_core) then leaves this
+    # process alone whichever test calls it first (subprocesses get the default).
+    jax.devices()
 
 
 #: XLA's backend (LLVM) optimisation level for the default tier.
