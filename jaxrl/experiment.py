@@ -507,7 +507,8 @@ def space_defaults(
         return config
     env, env_params = envs.make(env_name, **overrides)
     obs_shape = env.observation_space(env_params).shape
-    config, reasons = presets.space_defaults(config, obs_shape, argv)
+    continuous = isinstance(env.action_space(env_params), envs.spaces.Box)
+    config, reasons = presets.space_defaults(config, obs_shape, argv, continuous)
     if reasons:
         print(f"defaults chosen from {env_name}'s spaces: {'; '.join(reasons)}")
     return config

@@ -163,3 +163,19 @@ def test_without_a_preset_image_observations_get_the_conv_torso(tmp_path, capsys
     cli.run(["train", "ppo", "--env", maze, "--num-seeds", "1", "--num-envs", "4",
              "--rollout-len", "16", "--total-steps", "128", "--out", str(out)])  # fmt: skip
     assert json.loads((out / "summary.json").read_text())["config"]["torso"] == "cnn"
+
+
+def test_without_a_preset_continuous_actions_get_a_squashed_state_dependent_gaussian(capsys):
+    config = cli.ALGOS["ppo"].load()[3]
+    env = "gymnax:MountainCarContinuous-v0"  # Box actions; no PPO preset
+    assert presets.get("ppo", env) is None and not config.squash and not config.state_std
+    chosen = experiment.space_defaults(config, env, {}, ["--env", env], None)
+    assert chosen.squash and chosen.state_std
+    assert "squash=True, state_std=True (continuous actions" in capsys.readouterr().out
+    kept = experiment.space_defaults(config, env, {}, ["--no-squash"], None)
+    assert not kept.squash and kept.state_std  # a flag given by hand stays as given
+    assert experiment.space_defaults(config, env, {}, ["--preset", "none"], None) is config
+    discrete = experiment.space_defaults(config, "gymnax:Acrobot-v1", {}, [], None)
+    assert not discrete.squash  # discrete actions: nothing to choose
+    sac = cli.ALGOS["sac"].load()[3]  # no squash/state_std fields: nothing to choose
+    assert experiment.space_defaults(sac, env, {}, [], None) == sac
