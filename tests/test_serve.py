@@ -274,3 +274,53 @@ def test_large_or_stalled_bodies_are_refused_without_reading_them(artifact):
         status = raw_request(port, declared + "\r\nContent-Length: 100", b'{"obs": [')
         assert " 408 " in status and time.monotonic() - start < 5
         assert http.get("/health").json() == {"status": "ok"}  # still serving
+
+
+def rss_mb() -> float:
+    """This process's resident memory (the server runs in a thread of it), in MB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmRSS")
+
+
+def test_abuse_stays_within_memory_and_small_requests_stay_fast(artifact, policy):
+    """A bounded abuse run on loopback (issue 19): a 300 MB streamed upload, refused
+    once it passes the 16 MiB limit, while small requests go on. Before, the whole
+    body was buffered first (+409 MB here) and parsing blocked the event loop.
+    Ceilings: at most 64 MB more memory; small requests answered within 1 s each."""
+    obs = observations(1)[0].tolist()
+    with running(serve.make_app(artifact)) as http:
+        http.post("/act", json={"obs": obs})  # warm
+        before = rss_mb()
+        latencies, stop = [], threading.Event()
+
+        def small_requests():
+            while not stop.is_set():
+                start = time.monotonic()
+                assert http.post("/act", json={"obs": obs, "seed": 1}).status_code == 200
+                latencies.append(time.monotonic() - start)
+
+        def upload():
+            chunk = b"0," * (2**20 // 2)  # 1 MB of a JSON array's inside, lazily
+            yield b'{"obs": ['
+            for _ in range(300):
+                yield chunk
+
+        worker = threading.Thread(target=small_requests)
+        worker.start()
+        try:
+            with httpx.Client(base_url=http.base_url, timeout=60) as big:
+                try:
+                    status = big.post("/act", content=upload()).status_code
+                except (httpx.RemoteProtocolError, httpx.WriteError):
+                    status = "closed"  # it answered 413 and closed while we still sent
+        finally:
+            time.sleep(0.5)
+            stop.set()
+            worker.join(timeout=30)
+        assert status in (413, "closed")
+        grown = rss_mb() - before
+        assert grown < 64, f"memory grew by {grown:.0f} MB"
+        assert latencies and max(latencies) < 1.0, f"slowest small request {max(latencies):.2f} s"
+        assert http.get("/health").json() == {"status": "ok"}
