@@ -57,8 +57,9 @@ The same choices with brax's settings for the other locomotion envs mirrored
 (``bench_locomotion.mirrored_ppo``, 3 seeds, 1.23M steps, 2026-12-07): halfcheetah
 2,351 against brax.training's 2,055, walker2d 297 against 288, hopper 436 against
 442 (neither library gets past standing and falling on these two at this
-budget); on hopper, no gradient clipping (brax.training clips none) gave 434
-(447 / 426 / 429): no better.
+budget). No gradient clipping (brax.training clips none) gave 434 (447 / 426 /
+429) on hopper and 285 (283 / 276 / 296) on walker2d: no better, so clipping at
+0.5 stays.
 
 Recurrent PPO (``gru_size > 0``) minibatches whole environment sequences and
 replays them from the hidden state stored at the start of the rollout.
