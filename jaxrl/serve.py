@@ -140,15 +140,15 @@ def make_app(
         action = policy.act_batch(padded, key_data)[:n]
         return JSONResponse({"action": (action[0] if single else action).tolist()})
 
-    async def act(request: Request) -> JSONResponse | None:
+    async def act(request: Request) -> JSONResponse:
         try:
             body = await _read_body(request, max_body_bytes, read_timeout)
         except _TooLarge:
             return _error(413, f"request body over {max_body_bytes} bytes")
         except TimeoutError:
             return _error(408, f"request body stalled for over {read_timeout:g} s")
-        except ClientDisconnect:
-            return None  # nobody to answer; nothing to log
+        except ClientDisconnect:  # nobody will read it; answered so nothing is logged
+            return _error(400, "the client disconnected before the body was complete")
         return await run_in_threadpool(answer, body)
 
     async def http_error(request: Request, exc: Exception) -> JSONResponse:
