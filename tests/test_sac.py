@@ -19,6 +19,12 @@ from jaxrl.agents import sac, td3
 from jaxrl.distributions import Categorical
 from jaxrl.experiment import final_returns
 
+# brax.training's SAC on brax:walker2d with its published settings, 204,800 env steps,
+# spring physics, greedy evaluation (mean of 3 seeds: 65.1 / 380.3 / 380.9; 2-core
+# Xeon, 2026-12-07; python experiments/bench_locomotion.py --algo sac --envs walker2d
+# --steps 204800 --out runs/bench-sac-walker2d).
+BRAX_SAC_WALKER2D = 275.5
+
 PROBE_CONFIG = sac.SACConfig(
     num_envs=8,
     total_steps=8 * 1500,
@@ -232,3 +238,31 @@ def test_sac_pendulum_50k():
     _, metrics = train(common.learning_keys(4), sac.SACHParams(lr=1e-3))
     common.report("SAC Pendulum-v1 final return", final_returns(metrics).mean(), ">= -250")
     assert final_returns(metrics).mean() >= -250, final_returns(metrics)
+
+
+@pytest.mark.slow
+def test_sac_brax_walker2d_preset():
+    # Issue 18's SAC locomotion check: the sac@brax:walker2d preset (brax.training's SAC
+    # settings for walker2d mirrored, spring physics, 204,800 env steps) reaches at
+    # least brax.training's own SAC on the same budget and machine, whose 3 seeds
+    # averaged BRAX_SAC_WALKER2D (experiments/bench_locomotion.py --algo sac). One seed
+    # (CI's time is short: 173 s here), evaluated greedily on 8 full episodes: 465.8 on
+    # seed set 0. Single evaluations swing at this budget: of the 8 seeds measured on
+    # 2026-12-07 (benchmark, preset, this), 7 ended above the target, one at 107.
+    from jaxrl import presets
+    from jaxrl.evaluate import evaluate
+
+    preset = presets.get("sac", "brax:walker2d")
+    config, hp = preset.apply(sac.SACConfig(), sac.SACHParams())
+    env, params = envs.make(preset.env, **preset.env_params)
+    eval_env, _ = envs.make(preset.env, autoreset=False, **preset.env_params)
+    train = sac.make_train(config, env, params)
+
+    def train_and_evaluate(key):
+        state, _ = train(key, hp)
+        act = sac.make_policy(config, env, params, state)
+        return evaluate(eval_env, params, act, jax.random.key(1), 8, 1000).mean()
+
+    greedy = float(jax.jit(train_and_evaluate)(common.learning_keys(1)[0]))
+    common.report("SAC brax:walker2d preset greedy return", greedy, f">= {BRAX_SAC_WALKER2D}")
+    assert greedy >= BRAX_SAC_WALKER2D, greedy
