@@ -43,43 +43,25 @@ from jaxrl import experiment, presets
 from jaxrl.agents import ppo, sac
 from jaxrl.evaluate import evaluate
 
+_SCALED = dict(num_envs=128, num_minibatches=32, learning_rate=3e-4, clipping_epsilon=0.3,
+               normalize_observations=True)  # fmt: skip
+# brax's current notebook trains hopper and walker2d with SAC only; these are the PPO
+# settings brax published for both before, scaled like the others.
+_EARLIER = _SCALED | dict(batch_size=64, unroll_length=20, num_updates_per_batch=4,
+                          entropy_cost=1e-3, discounting=0.97, reward_scaling=10.0)  # fmt: skip
 BRAX_PPO: dict[str, dict[str, Any]] = {
     # brax's published PPO settings (brax/training/learner.py and its notebooks),
     # with num_envs 128 and batch_size scaled so that an update is a CPU-sized
     # 40,960 env steps (20,480 for inverted_pendulum).
-    "ant": dict(
-        num_envs=128, batch_size=256, unroll_length=5, num_minibatches=32,
-        num_updates_per_batch=4, learning_rate=3e-4, entropy_cost=1e-2,
-        discounting=0.97, reward_scaling=10.0, clipping_epsilon=0.3,
-        normalize_observations=True,
-    ),
-    "halfcheetah": dict(
-        num_envs=128, batch_size=64, unroll_length=20, num_minibatches=32,
-        num_updates_per_batch=8, learning_rate=3e-4, entropy_cost=1e-3,
-        discounting=0.95, reward_scaling=1.0, clipping_epsilon=0.3,
-        normalize_observations=True,
-    ),
-    # brax's current notebook trains hopper and walker2d with SAC only; these are the
-    # PPO settings brax published for them before (unroll 20, 4 epochs, gamma 0.97,
-    # entropy 1e-3, reward scaling 10), scaled like the others.
-    "hopper": dict(
-        num_envs=128, batch_size=64, unroll_length=20, num_minibatches=32,
-        num_updates_per_batch=4, learning_rate=3e-4, entropy_cost=1e-3,
-        discounting=0.97, reward_scaling=10.0, clipping_epsilon=0.3,
-        normalize_observations=True,
-    ),
-    "walker2d": dict(
-        num_envs=128, batch_size=64, unroll_length=20, num_minibatches=32,
-        num_updates_per_batch=4, learning_rate=3e-4, entropy_cost=1e-3,
-        discounting=0.97, reward_scaling=10.0, clipping_epsilon=0.3,
-        normalize_observations=True,
-    ),
-    "inverted_pendulum": dict(
-        num_envs=128, batch_size=128, unroll_length=5, num_minibatches=32,
-        num_updates_per_batch=4, learning_rate=3e-4, entropy_cost=1e-2,
-        discounting=0.97, reward_scaling=10.0, clipping_epsilon=0.3,
-        normalize_observations=True,
-    ),
+    "ant": _SCALED | dict(batch_size=256, unroll_length=5, num_updates_per_batch=4,
+                          entropy_cost=1e-2, discounting=0.97, reward_scaling=10.0),
+    "halfcheetah": _SCALED | dict(batch_size=64, unroll_length=20, num_updates_per_batch=8,
+                                  entropy_cost=1e-3, discounting=0.95, reward_scaling=1.0),
+    "hopper": _EARLIER,
+    "walker2d": _EARLIER,
+    "inverted_pendulum": _SCALED | dict(batch_size=128, unroll_length=5,
+                                        num_updates_per_batch=4, entropy_cost=1e-2,
+                                        discounting=0.97, reward_scaling=10.0),
 }  # fmt: skip
 BRAX_SAC: dict[str, dict[str, Any]] = {
     # brax's published SAC settings (its training notebook), already CPU-sized:
