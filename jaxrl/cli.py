@@ -202,11 +202,7 @@ def sweep(name: str, argv: list[str]) -> Any:
     from jaxrl import experiment, parallel, rundir
 
     module, _, _, preset, args = _algo_args(name, argv, SweepFlags, "sweep")
-    if args.cpu_devices is not None:
-        parallel.use_cpu_devices(args.cpu_devices)
-    else:
-        parallel.use_every_core()
-    parallel.use_compile_cache(args.compile_cache)
+    parallel.prepare_process(args.cpu_devices, args.compile_cache)
     grid = parse_grid(args.grid, "--grid")
     env_grid = parse_grid(args.env_grid, "--env-grid")
     overrides = experiment.env_overrides(preset, args.env_param)
@@ -287,7 +283,7 @@ def tune(name: str, argv: list[str]) -> dict[str, Any]:
     from jaxrl import tune as tuning
 
     module, config_cls, hparams_cls, preset, args = _algo_args(name, argv, TuneFlags, "tune")
-    parallel.use_compile_cache(args.compile_cache)
+    parallel.prepare_process(None, args.compile_cache, every_core=False)  # tune: one device
     space = tuning.parse_space(args.space, args.hparams)
     if args.verify_seeds < 0:
         raise ValueError(f"verify_seeds={args.verify_seeds} is not allowed; it must be >= 0")

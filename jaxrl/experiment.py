@@ -547,12 +547,9 @@ def main(
     args = tyro.cli(
         args_cls, args=argv, prog=prog, description=f"Train {algo} on a registered environment."
     )
-    if args.cpu_devices is not None:
-        parallel.use_cpu_devices(args.cpu_devices)
-    elif not (args.distributed or args.coordinator is not None):
-        parallel.use_every_core()
-    parallel.use_compile_cache(args.compile_cache)
-    if args.distributed or args.coordinator is not None:
+    distributed_run = args.distributed or args.coordinator is not None
+    parallel.prepare_process(args.cpu_devices, args.compile_cache, every_core=not distributed_run)
+    if distributed_run:
         distributed.initialize(args.coordinator, args.num_processes, args.process_id)
     overrides = env_overrides(preset, args.env_param)
     config = space_defaults(args.config, args.env, overrides, argv, preset)

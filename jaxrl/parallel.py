@@ -42,6 +42,17 @@ AXIS = "runs"
 ENVS = "envs"
 
 
+def prepare_process(cpu_devices: int | None, compile_cache: bool, every_core: bool = True) -> None:
+    """What the command line sets up before jax runs anything: ``cpu_devices`` CPU
+    devices (``use_cpu_devices``), else one per core (``use_every_core``) unless
+    ``every_core`` is False; and jax's compile cache (``use_compile_cache``)."""
+    if cpu_devices is not None:
+        use_cpu_devices(cpu_devices)
+    elif every_core:
+        use_every_core()
+    use_compile_cache(compile_cache)
+
+
 def accelerator_likely() -> bool:
     """Whether this host has a GPU or TPU for jax, judged without starting jax: a
     ``JAX_PLATFORMS`` that does not start with cpu, an NVIDIA device node with jax's
