@@ -32,6 +32,7 @@ run says so, and it resumes from the newest good one.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import shutil
@@ -46,7 +47,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 import jaxrl
-from jaxrl import parallel
+from jaxrl import parallel, progress
 from jaxrl.config import PLACEMENT_FIELDS
 from jaxrl.training import Diverged, Trainer, faults
 
@@ -399,8 +400,11 @@ def train_in_chunks(
             return jax.jit(jax.vmap(fn, in_axes=axes))
         return parallel.shard_runs(fn, num_runs, axes, devices)
 
+    if hasattr(hparams, "validate"):
+        hparams.validate()  # concrete here: no check left for the compiled start
     start = time.perf_counter()
-    init = mapped(trainer.start, (0, hparams_axis)).lower(keys, hparams).compile()
+    init = mapped(functools.partial(trainer.start, check=False), (0, hparams_axis))
+    init = init.lower(keys, hparams).compile()
     compile_seconds = time.perf_counter() - start
     # The state's shapes with the shardings this run uses: a checkpoint restores into
     # them whatever the layout it was saved from (1 device or 4, one host or several).
@@ -425,27 +429,52 @@ def train_in_chunks(
     else:
         done, state = 0, init(keys, hparams)
     info = ChunkedRun(done, 0.0, 0.0)
-    # Compile every chunk size this call needs (at most two) before the clock starts;
-    # none when the restored checkpoint is already at (or past) ``until``.
+    # Every chunk size this call needs (at most two; none when the restored checkpoint
+    # is already at or past ``until``). Inside a ``Progress``, the chunks run in pieces
+    # that report from the host (``progress.host_piece``), one program for all, which
+    # jax's persistent cache can keep; where no piece fits, the chunks report from
+    # inside. Outside, nothing reports.
     remaining = max(0, until - done)
-    for size in {min(chunk, remaining), remaining % chunk} - {0}:
+    sizes = {min(chunk, remaining), remaining % chunk} - {0}
+    bar = progress.active()
+    piece = progress.host_piece(total, k, sizes) if bar is not None and sizes else None
+    trainer = dataclasses.replace(trainer, report=bar is not None and piece is None)
+    for size in {piece} if piece else sizes:
         chunk_fn(size)
     if on_compiled is not None:
         on_compiled(compile_seconds)
-    start = time.perf_counter()
-    while done < until:
-        size = min(chunk, until - done)
-        state, new = chunk_fn(size)(state, hparams, jnp.int32(done))
-        new = {k: np.asarray(v) for k, v in jax.device_get(new).items()}
-        found = faults(new, done, trainer.log_every)
+
+    def read(at: int, size: int, new: dict[str, jax.Array]) -> dict[str, np.ndarray]:
+        """The metrics of updates ``at ... at + size - 1`` on the host, after checking
+        them (``Diverged``) and reporting the last update to ``bar``."""
+        new = {name: np.asarray(values) for name, values in jax.device_get(new).items()}
+        found = faults(new, at, trainer.log_every)
         if found:
             last_good = checkpoints.latest() if checkpoints is not None else None
             raise Diverged(found, last_good, describe_run)
-        for k, v in new.items():
-            metrics.setdefault(k, []).append(v)
+        if piece is not None:
+            bar.report(at + size, {name: values[:, -1] for name, values in new.items()})
+        return new
+
+    start = time.perf_counter()
+    while done < until:
+        size = min(chunk, until - done)
+        step = piece or size
+        # Each call is dispatched before the previous one's metrics are read, so the
+        # device does not wait on the host.
+        pending, parts = None, []
+        for at in range(done, done + size, step):
+            state, new = chunk_fn(step)(state, hparams, jnp.int32(at))
+            if pending is not None:
+                parts.append(read(*pending))
+            pending = (at, step, new)
+        parts.append(read(*pending))
+        for name in parts[0]:
+            metrics.setdefault(name, []).extend(part[name] for part in parts)
         done += size
         if checkpoints is not None:
-            checkpoints.save(done, state, {k: np.concatenate(v, 1) for k, v in metrics.items()})
+            so_far = {name: np.concatenate(values, 1) for name, values in metrics.items()}
+            checkpoints.save(done, state, so_far)
             info.saved.append(done)
         if on_chunk is not None:
             on_chunk(done)

@@ -24,6 +24,16 @@ with progress and those logs than without reports, 8 seeds ~1%
 (``experiments/bench_progress.py``). The rich bar redraws 4 times a second, from
 a thread of its own that holds the GIL while it renders (~0.5 ms).
 
+Reports from the host instead: a program holding a host callback is never
+written to jax's persistent compilation cache (``jax._src.compiler``: "uses host
+callbacks"), so the CLI and scripts, which cache their compiles
+(``jaxrl.parallel.prepare_process``), train with ``report=False`` in compiled
+pieces of about ``report_every`` updates and report each piece's last update
+from the host between them (``host_piece`` chooses the piece;
+``jaxrl.checkpoint.train_in_chunks`` does this inside a ``Progress``). The next
+piece is dispatched before the last one's metrics are read, so the device does
+not wait on the host; a piece costs about what an in-graph report does.
+
 Why not ``jax-tqdm``: under ``vmap`` it draws one bar per run, indexed by hand,
 and knows nothing of returns; a sweep of 256 runs needs one bar for all of them.
 """
@@ -31,10 +41,11 @@ and knows nothing of returns; a sweep of 256 runs needs one bar for all of them.
 from __future__ import annotations
 
 import functools
+import math
 import sys
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import jax
@@ -91,11 +102,31 @@ def _report_batched(axis_size, in_batched, update, metrics):
     return _report(update, metrics), False
 
 
+def active() -> Progress | None:
+    """The innermost ``Progress`` being shown (None outside every ``with Progress``)."""
+    with _lock:
+        return _active[-1] if _active else None
+
+
 def report_every(total: int) -> int:
     """Updates between reports in a run of ``total`` updates, rounded up so that at most
     ``REPORTS`` updates are its multiples (976 updates: every 20th, and the last, 49
     reports; rounded down, every 19th, 52); the last update is reported too."""
     return max(1, -(-total // REPORTS))
+
+
+def host_piece(total: int, log_every: int, sizes: Iterable[int]) -> int | None:
+    """Updates per compiled call when a run of ``total`` updates, called in chunks of
+    ``sizes`` updates, reports its progress from the host between calls: the multiple
+    of ``log_every`` dividing every size (so that one program serves every call) that
+    is nearest to ``report_every(total)``, or None where none lies within a factor of
+    4 of it (then the run reports from inside the compiled loop instead, as before:
+    fewer than about 12 reports, or more than 200 calls)."""
+    every = report_every(total)
+    common = math.gcd(*sizes)
+    pieces = [d for d in range(log_every, common + 1, log_every) if common % d == 0]
+    near = [d for d in pieces if every / 4 <= d <= every * 4]
+    return min(near, key=lambda d: abs(math.log(d / every))) if near else None
 
 
 def scan_updates(
@@ -105,6 +136,7 @@ def scan_updates(
     start: Any = 0,
     total: int | None = None,
     axis_name: str | None = None,
+    report: bool = True,
 ) -> tuple[Any, dict[str, jax.Array]]:
     """``lax.scan(update_step, state, start + jnp.arange(num_updates))``, reporting progress.
 
@@ -119,6 +151,8 @@ def scan_updates(
             the same updates whether the run is one scan or several chunks.
         axis_name: inside ``shard_map`` over devices that all hold the same metrics
             (one run's envs split over them), only the first device reports.
+        report: False compiles no reports (and no host callback) into the loop: the
+            caller reports from the host, or nobody watches.
 
     Returns:
         ``(final_state, metrics)`` with metrics stacked ``[num_updates]``.
@@ -128,6 +162,8 @@ def scan_updates(
 
     def body(state, update):
         state, metrics = update_step(state, update)
+        if not report:
+            return state, metrics
 
         def emit():
             _report(update + 1, metrics)
@@ -178,7 +214,7 @@ class Progress:
         """(update, mean return) of every report that saw finished episodes."""
         self.updates_seen = 0
         self._bar = None
-        self._next_line = 0.1
+        self._next_line = 1  # tenths of the run: the next plain line is due at this one
         self._first: tuple[float, int] | None = None  # (time, update) of the first report
         # update -> (runs reported, sum of each metric) while devices' shares arrive
         self._partial: dict[int, tuple[int, dict[str, float]]] = {}
@@ -224,11 +260,13 @@ class Progress:
         return text
 
     def report(self, update: int, metrics: dict[str, Any]) -> None:
-        """Called from the compiled run with the metrics of one update: of every run, or
-        of one device's share of the runs (then shown once all ``num_runs`` have reported)."""
+        """Shows the metrics of one update (``[runs]`` each): of every run, or of one
+        device's share of the runs (then shown once all ``num_runs`` have reported).
+        ``_to_host`` calls it from the compiled run, ``train_in_chunks`` from the host."""
         runs = int(np.size(next(iter(metrics.values())))) if metrics else self.num_runs
         sums = {name: float(np.sum(values, dtype=np.float64)) for name, values in metrics.items()}
-        self._add(update, runs, sums)
+        with _lock:
+            self._add(update, runs, sums)
 
     def _add(self, update: int, runs: int, share: dict[str, float]) -> None:
         """``report`` with each metric already summed over the ``runs`` reported."""
@@ -249,14 +287,14 @@ class Progress:
             self._log(update, sums, episodes)
         if self._bar is not None:
             self._bar.update(self._task, completed=update, status=self.status())
-        elif update >= self._next_line * self.num_updates or update == self.num_updates:
+        elif 10 * update >= self._next_line * self.num_updates or update == self.num_updates:
             print(
                 f"{self.description}: {update}/{self.num_updates} updates  {self.status()}",
                 file=self.stream,
                 flush=True,
             )
-            while self._next_line * self.num_updates <= update:
-                self._next_line += 0.1
+            while self._next_line * self.num_updates <= 10 * update:
+                self._next_line += 1
 
     def _log(self, update: int, sums: dict[str, float], episodes: float) -> None:
         row = {

@@ -166,7 +166,10 @@ def sweep(
     def train_one(row):
         key, hp, params = row
         params = static_params if static_params is not None else params
-        final_state, metrics = make_train(config, env, params)(key, hp)
+        # The rows were checked when stacked, and nobody watches progress: no host
+        # callback, so that jax's persistent cache can keep the program.
+        trainer = dataclasses.replace(make_train(config, env, params), report=False)
+        final_state, metrics = trainer(key, hp, check=False)
         out = {"metrics": metrics}
         if make_policy is not None:
             act = make_policy(config, env, params, final_state, True)

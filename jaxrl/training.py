@@ -138,6 +138,9 @@ class Trainer:
             ``parallel.SPLIT`` for leaves with a leading env axis, else ``SHARED``.
         health: log ``HEALTH`` (non-finite parameters) for every update; False leaves it
             out (``experiments/bench_progress.py`` measures what it costs).
+        report: report progress from inside the compiled loop (``jaxrl.progress``); False
+            compiles no host callback, so that jax's persistent cache can keep the
+            program (``train_in_chunks`` then reports from the host).
     """
 
     init: Callable[[jax.Array, Any], Any]
@@ -147,6 +150,7 @@ class Trainer:
     shards: parallel.EnvShards | None = None
     state_spec: Any = None
     health: bool = True
+    report: bool = True
 
     def __post_init__(self):
         if self.log_every < 1 or self.num_updates % self.log_every:
@@ -169,21 +173,22 @@ class Trainer:
         """Devices one run trains on (1 unless its envs are split)."""
         return self.shards.num_devices if self.split else 1
 
-    def start(self, key: jax.Array, hparams: Any) -> Any:
+    def start(self, key: jax.Array, hparams: Any, check: bool = True) -> Any:
         """The whole initial state (``init``, under ``shard_map`` when split), after
         checking the hyperparameters (``hparams.validate()``: at once where they are
-        concrete, when the program runs where they are traced)."""
-        if hasattr(hparams, "validate"):
+        concrete, when the program runs where they are traced, by a host callback).
+        ``check=False`` skips that, for callers that checked the concrete values first."""
+        if check and hasattr(hparams, "validate"):
             hparams.validate()
         if not self.split:
             return self.init(key, hparams)
         P = parallel.SHARED
         return self.shards.run(self.init, (P, P), self.state_spec)(key, hparams)
 
-    def __call__(self, key: jax.Array, hparams: Any) -> tuple[Any, Metrics]:
+    def __call__(self, key: jax.Array, hparams: Any, check: bool = True) -> tuple[Any, Metrics]:
         """The whole run: ``(final_state, metrics)``, metrics stacked
-        ``[num_updates // log_every]``."""
-        return self.chunk(self.num_updates)(self.start(key, hparams), hparams, 0)
+        ``[num_updates // log_every]`` (``check`` as in ``start``)."""
+        return self.chunk(self.num_updates)(self.start(key, hparams, check), hparams, 0)
 
     def chunk(self, num_updates: int) -> Callable[[Any, Any, Any], tuple[Any, Metrics]]:
         """``run(state, hparams, start) -> (state, metrics [num_updates // log_every])``:
@@ -208,6 +213,7 @@ class Trainer:
                 start=start,
                 total=self.num_updates,
                 axis_name=parallel.ENVS if self.split else None,
+                report=self.report,
             )
 
         def run(state: Any, hparams: Any, start: Any) -> tuple[Any, Metrics]:

@@ -27,6 +27,7 @@ call; what remains (Sobol points, a ranking per round) is a few lines.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from typing import Any
 
@@ -189,7 +190,9 @@ def tune(
     if not space:
         raise ValueError(f"nothing to search: {type(hparams).__name__} has no known fields")
     env, env_params = envs.make(env_name, **(env_overrides or {}))
-    trainer = make_train(config, env, env_params)
+    # No progress reports and no traced check (the rows are checked when stacked): no
+    # host callback, so that jax's persistent cache can keep the programs.
+    trainer = dataclasses.replace(make_train(config, env, env_params), report=False)
     ladder = budgets(trainer.num_updates, rounds, eta)
     rows = draw(space, num_candidates, seed, sampler)
     stacked = sweep.stack_hparams(hparams, rows)  # validated, [num_candidates]
@@ -202,7 +205,7 @@ def tune(
 
     hp_runs = jax.tree.map(lambda x: x[runs_of(alive)], stacked)
     keys = jax.numpy.tile(seed_keys, num_candidates)
-    state = jax.jit(jax.vmap(trainer.start))(keys, hp_runs)
+    state = jax.jit(jax.vmap(functools.partial(trainer.start, check=False)))(keys, hp_runs)
     metrics: dict[str, list[np.ndarray]] = {}
     scores = np.full((num_candidates, rounds), np.nan)
     done = 0

@@ -2,6 +2,7 @@
 
 import io
 import json
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -191,3 +192,105 @@ def test_update_numbers_past_float32_precision_arrive_exactly():
     assert bar.updates_seen == total
     assert [r["update"] for r in rows.rows] == [total]
     assert rows.rows[0]["loss"] == -1.5 and np.isnan(rows.rows[0]["nan"])
+
+
+# Reports from the host (train_in_chunks inside a Progress): no host callback in the
+# compiled program, so that jax's persistent cache can keep it (issue 20).
+
+
+def test_host_piece_divides_every_call_and_lies_near_report_every():
+    assert progress.report_every(976) == 20
+    assert progress.host_piece(976, 1, {976}) == 16  # 976 = 16 x 61: 61 calls of 16
+    assert progress.host_piece(200, 1, {200}) == 4
+    assert progress.host_piece(100, 1, {60, 40}) == 2  # chunks of 60, then 40
+    assert progress.host_piece(1000, 50, {1000}) == 50  # a multiple of log_every
+    assert progress.host_piece(997, 1, {997}) is None  # prime: report from inside
+    assert progress.host_piece(1000, 1, {7, 1000}) is None  # every 7th: too many calls
+
+
+def counting_trainer(updates: int, log_every: int = 1):
+    """A Trainer whose metrics are known functions of the update and the run's key."""
+    from jaxrl.training import Trainer
+
+    def init(key, hparams):
+        return {"params": jnp.float32(0.0), "key": key}
+
+    def step(state, hparams, update):
+        u = update.astype(jnp.float32) + 1.0
+        noise = jax.random.uniform(jax.random.fold_in(state["key"], update))
+        metrics = {"episode_return_sum": 2.0 * u, "episodes": jnp.float32(2.0), "loss": noise}
+        return {"params": state["params"] + u, "key": state["key"]}, metrics
+
+    return Trainer(init, step, num_updates=updates, log_every=log_every)
+
+
+@pytest.mark.parametrize("log_every", [1, 4])
+def test_train_in_chunks_reports_from_the_host_as_the_compiled_loop_does(tmp_path, log_every):
+    from jaxrl import checkpoint, loggers
+
+    keys = jax.random.split(jax.random.key(0), 3)
+    trainer = counting_trainer(200, log_every)
+    reported = {}
+    for route in ("inside", "host"):
+        rows = loggers.CSVLogger(tmp_path / f"{route}.csv")
+        with progress.Progress(200, 1, 3, stream=io.StringIO(), loggers=[rows]) as bar:
+            if route == "inside":
+                state, metrics = jax.jit(jax.vmap(trainer, in_axes=(0, None)))(keys, None)
+                jax.block_until_ready(metrics)
+            else:
+                state, metrics, _ = checkpoint.train_in_chunks(trainer, keys, None, chunk=200)
+        rows.close()
+        reported[route] = (bar.history, state["params"], metrics)
+    import pandas as pd
+
+    inside, host = (pd.read_csv(tmp_path / f"{r}.csv") for r in ("inside", "host"))
+    if log_every == 1:  # the same updates reported, with the same numbers
+        assert reported["host"][0] == reported["inside"][0]
+        assert host["update"].tolist() == list(range(4, 201, 4))
+        columns = ["update", "env_steps", "episodes", "return_mean", "loss"]
+        pd.testing.assert_frame_equal(host[columns], inside[columns])
+    else:  # the last logged interval of every 4 updates: 4 updates' episodes
+        assert host["update"].tolist() == list(range(4, 201, 4))
+        assert (host["episodes"] == 3 * 2 * 4).all()
+        np.testing.assert_allclose(host["return_mean"], np.arange(4, 201, 4) - 1.5)
+    np.testing.assert_array_equal(reported["host"][1], reported["inside"][1])
+    for name in reported["host"][2]:
+        np.testing.assert_array_equal(reported["host"][2][name], reported["inside"][2][name])
+
+
+def test_programs_reporting_from_the_host_enter_the_persistent_compile_cache(tmp_path):
+    """jax writes no persistent cache entry for a program with a host callback; the
+    chunks of a run inside a Progress must have none (and, as a check of the check, a
+    run reporting from inside has one)."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = textwrap.dedent(
+        """
+        import io, logging, sys
+        import jax
+        jax.config.update("jax_compilation_cache_dir", sys.argv[1])
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+        jax.config.update("jax_explain_cache_misses", True)
+        sys.path.insert(0, sys.argv[2])
+        from test_progress import counting_trainer
+        from jaxrl import checkpoint, progress
+        keys = jax.random.split(jax.random.key(0), 2)
+        with progress.Progress(200, 1, 2, stream=io.StringIO()):
+            checkpoint.train_in_chunks(counting_trainer(200), keys, None, chunk=200)
+            print("HOST DONE", file=sys.stderr, flush=True)
+            checkpoint.train_in_chunks(counting_trainer(997), keys, None, chunk=997)
+        """
+    )
+    tests = str(Path(__file__).parent)
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "cache"), tests],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    host, inside = done.stderr.split("HOST DONE")
+    refused = "because it uses host callbacks"
+    assert refused not in host and refused in inside
+    assert any((tmp_path / "cache").iterdir())
