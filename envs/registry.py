@@ -71,9 +71,10 @@ def registered(adapters: bool = True) -> list[str]:
     names = builtin_names()
     if adapters:
         import brax.envs
-        import gymnax
 
-        names += [f"gymnax:{n}" for n in gymnax.registered_envs]
+        from envs.adapters.gymnax import GymnaxEnv
+
+        names += [f"gymnax:{n}" for n in GymnaxEnv.available()]
         names += [f"brax:{n}" for n in sorted(brax.envs._envs)]
     return names
 

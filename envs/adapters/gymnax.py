@@ -48,7 +48,10 @@ from __future__ import annotations
 
 import difflib
 import functools
+import importlib
+import importlib.util
 import sys
+import types
 from typing import Any
 
 import jax
@@ -58,6 +61,34 @@ import numpy as np
 from envs._validation import apply_overrides, check_range, concrete
 from envs.core import Environment, TimeStep, restart, transition
 from envs.spaces import Box, Discrete, Space
+
+
+class _Deferred(types.ModuleType):
+    """Stands in for a module until one of its attributes is used, then imports it
+    (in its place in ``sys.modules`` too) and hands over."""
+
+    def __getattr__(self, name: str) -> Any:
+        if sys.modules.get(self.__name__) is self:
+            del sys.modules[self.__name__]
+        return getattr(importlib.import_module(self.__name__), name)
+
+
+def _import_gymnax() -> Any:
+    """``gymnax``, with seaborn deferred until something uses it.
+
+    gymnax 1.0.1 imports every environment at once, and its Pong module imports
+    seaborn (and with it scipy.stats) at the top, for rendering only: about 0.9 s
+    of every start-up on a 2-core CPU (``python -X importtime -c "import gymnax"``).
+    A stand-in module imports seaborn when one of its attributes is first used, so
+    only a run that draws Pong pays for it. (``importlib.util.LazyLoader`` does not
+    do: Python 3.11's import statement reads the module's ``__spec__``, which loads it.)
+    """
+    first = "gymnax" not in sys.modules and "seaborn" not in sys.modules
+    if first and importlib.util.find_spec("seaborn") is not None:
+        sys.modules["seaborn"] = _Deferred("seaborn")
+    import gymnax
+
+    return gymnax
 
 
 def _gymnax_numpy():
@@ -160,8 +191,7 @@ class GymnaxEnv(Environment[Any, Any]):
     """
 
     def __init__(self, env_id: str):
-        import gymnax
-
+        gymnax = _import_gymnax()
         if env_id not in self.available():
             close = difflib.get_close_matches(env_id, self.available(), n=5, cutoff=0.4)
             hint = f" Closest gymnax ids: {', '.join(close)}." if close else ""
@@ -175,9 +205,7 @@ class GymnaxEnv(Environment[Any, Any]):
     @staticmethod
     def available() -> list[str]:
         """Every id registered with gymnax."""
-        import gymnax
-
-        return list(gymnax.registered_envs)
+        return list(_import_gymnax().registered_envs)
 
     @property
     def name(self) -> str:
