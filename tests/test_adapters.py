@@ -293,3 +293,21 @@ def test_available_lists_every_suite_env():
     assert GymnaxEnv.available() == list(gymnax.registered_envs)
     assert set(BraxEnv.available()) == set(brax.envs._envs)
     assert f"gymnax:{GymnaxEnv.available()[0]}" in envs.registered()
+
+
+def test_gymnax_imports_seaborn_only_when_used():
+    """gymnax's Pong imports seaborn at the top (0.9 s of start-up, issue 20); the adapter
+    defers it to the first use, which still gets the real module."""
+    import subprocess
+    import sys
+
+    script = (
+        "import sys, envs; envs.make('gymnax:CartPole-v1')\n"
+        "assert 'seaborn.relational' not in sys.modules, 'seaborn was imported'\n"
+        "import gymnax.environments.misc.pong as pong\n"
+        "assert len(pong.sns.color_palette('Set1', 3)) == 3\n"
+        "import seaborn\n"
+        "assert type(seaborn).__name__ == 'module' and 'seaborn.relational' in sys.modules\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
