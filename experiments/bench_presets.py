@@ -1,7 +1,7 @@
 """Presets against rejax: jaxrl's preset and rejax's shipped config, same env and budget.
 
-For each (algorithm, gymnax env) pair in ``REJAX`` (rejax 0.1.3's shipped configs,
-``configs/gymnax/<file>`` in its repository, copied field by field), this script
+For each (algorithm, gymnax env) pair in ``rejax_shim.REJAX`` (rejax 0.1.3's shipped
+configs, ``configs/gymnax/<file>`` in its repository, copied field by field), this script
 trains:
 
 - jaxrl exactly as a user does: ``jaxrl train ALGO --env ENV --num-seeds N
@@ -20,7 +20,7 @@ mean, spread, wall seconds, and jaxrl's preset) and ``DIR/summary.json``, at the
 only. The per-pair target of issue 18 is jaxrl's mean >= rejax's.
 
 rejax needs ``pip install -e ".[bench]"`` and gymnax's old 5-value ``step``
-(``bench_train.legacy_step``).
+(``rejax_shim.legacy_step``).
 
     python experiments/bench_presets.py --out runs/bench-presets
     python experiments/bench_presets.py --pairs ppo@gymnax:Pendulum-v1 --out runs/bp
@@ -40,6 +40,7 @@ from typing import Any
 import jax
 import numpy as np
 import tyro
+from rejax_shim import REJAX, legacy_step
 
 import envs
 from jaxrl import experiment, presets
@@ -47,80 +48,6 @@ from jaxrl.evaluate import evaluate
 
 EVAL_EPISODES = 32
 """Episodes per seed, as ``jaxrl train``'s greedy evaluation."""
-
-_PPO = dict(num_epochs=5, num_minibatches=5, learning_rate=7.5e-4, max_grad_norm=0.5,
-            gamma=0.99, gae_lambda=0.95, clip_eps=0.2, ent_coef=0.01, vf_coef=0.5)  # fmt: skip
-_PQN = dict(num_envs=16, num_steps=128, num_minibatches=16, max_grad_norm=10,
-            learning_rate=3e-4, num_epochs=5, total_timesteps=524_288, eps_start=1,
-            eps_end=0.05, exploration_fraction=0.5, gamma=0.99, td_lambda=0.9,
-            normalize_observations=False)  # fmt: skip
-_DQN = dict(agent="DuelingQNetwork", agent_kwargs={"activation": "swish"}, num_envs=10,
-            buffer_size=10_000, fill_buffer=1_000, batch_size=100, max_grad_norm=10,
-            learning_rate=1e-3, num_epochs=5, total_timesteps=100_000, eps_start=1,
-            eps_end=0.05, exploration_fraction=0.5, gamma=0.99, ddqn=True,
-            normalize_observations=False)  # fmt: skip
-_SAC = dict(agent_kwargs={"activation": "tanh"}, num_envs=5, buffer_size=10_000,
-            fill_buffer=1_000, batch_size=256, learning_rate=1e-3, num_epochs=2,
-            total_timesteps=50_000, gamma=0.99, polyak=0.95)  # fmt: skip
-
-REJAX: dict[str, tuple[str, dict[str, Any]]] = {
-    # "algo@env": (rejax's config file, its fields without env and eval_freq)
-    "ppo@gymnax:CartPole-v1": ("cartpole.yaml", _PPO | dict(
-        agent_kwargs={"activation": "tanh"}, num_envs=5, num_steps=100,
-        total_timesteps=100_000)),
-    "dqn@gymnax:CartPole-v1": ("cartpole.yaml", _DQN | dict(
-        buffer_size=50_000, fill_buffer=5_000, polyak=0.98)),
-    "pqn@gymnax:CartPole-v1": ("cartpole.yaml", _PQN),
-    "sac@gymnax:CartPole-v1": ("cartpole.yaml", _SAC | dict(target_entropy_ratio=0.7)),
-    "ppo@gymnax:Acrobot-v1": ("acrobot.yaml", _PPO | dict(
-        agent_kwargs={"activation": "tanh"}, num_envs=5, num_steps=100,
-        total_timesteps=100_000, normalize_observations=True)),
-    "dqn@gymnax:Acrobot-v1": ("acrobot.yaml", _DQN | dict(target_update_freq=200)),
-    "pqn@gymnax:Acrobot-v1": ("acrobot.yaml", _PQN),
-    "sac@gymnax:Acrobot-v1": ("acrobot.yaml", _SAC | dict(
-        target_entropy_ratio=0.1, normalize_observations=False)),
-    "ppo@gymnax:MountainCar-v0": ("mountaincar.yaml", dict(
-        agent_kwargs={"activation": "tanh"}, num_envs=10, num_steps=20, num_epochs=5,
-        num_minibatches=5, learning_rate=2.5e-4, max_grad_norm=0.5, total_timesteps=100_000,
-        gamma=0.99, gae_lambda=0.98, clip_eps=0.2, ent_coef=0.0, vf_coef=0.5)),
-    "dqn@gymnax:MountainCar-v0": ("mountaincar.yaml", _DQN | dict(
-        agent_kwargs={"activation": "tanh"}, num_envs=5, learning_rate=5e-3,
-        target_update_freq=200, gamma=1.0)),
-    "pqn@gymnax:MountainCar-v0": ("mountaincar.yaml", _PQN),
-    "sac@gymnax:MountainCar-v0": ("mountaincar.yaml", _SAC | dict(
-        batch_size=100, learning_rate=5e-3, num_epochs=5, gamma=1.0, polyak=0.8,
-        target_entropy_ratio=0.5)),
-    "ppo@gymnax:MountainCarContinuous-v0": ("continuous_mountaincar.yaml", dict(
-        agent_kwargs={"activation": "relu"}, num_envs=5, num_steps=100, num_epochs=10,
-        num_minibatches=10, learning_rate=3e-4, max_grad_norm=10, total_timesteps=200_000,
-        gamma=0.9, gae_lambda=0.95, clip_eps=0.2, ent_coef=0.0, vf_coef=0.5)),
-    "sac@gymnax:MountainCarContinuous-v0": ("continuous_mountaincar.yaml", dict(
-        agent_kwargs={"activation": "swish"}, num_envs=32, buffer_size=10_000,
-        fill_buffer=256, batch_size=256, learning_rate=5e-3, num_epochs=32,
-        total_timesteps=50_000, gamma=0.99, polyak=0.99, target_entropy_ratio=None)),
-    "td3@gymnax:MountainCarContinuous-v0": ("continuous_mountaincar.yaml", dict(
-        actor_kwargs={"activation": "relu"}, critic_kwargs={"activation": "relu"},
-        buffer_size=10_000, fill_buffer=1_000, batch_size=100, learning_rate=2e-3,
-        total_timesteps=10_000, gamma=0.98, polyak=0.995, max_grad_norm=10,
-        exploration_noise=0.2, target_noise=0.2, target_noise_clip=0.5, policy_delay=2)),
-    "ppo@gymnax:Pendulum-v1": ("pendulum.yaml", dict(
-        agent_kwargs={"activation": "swish"}, num_envs=100, num_steps=100, num_epochs=10,
-        num_minibatches=10, learning_rate=1e-3, max_grad_norm=10, total_timesteps=150_000,
-        gamma=0.995, gae_lambda=0.95, clip_eps=0.2, ent_coef=0.0, vf_coef=0.5,
-        normalize_observations=True)),
-    "sac@gymnax:Pendulum-v1": ("pendulum.yaml", dict(
-        agent_kwargs={"activation": "swish"}, num_envs=1, buffer_size=10_000,
-        fill_buffer=256, batch_size=256, learning_rate=0.01, num_epochs=1,
-        total_timesteps=10_000, gamma=0.99, polyak=0.98, target_entropy_ratio=None,
-        normalize_observations=True)),
-    "td3@gymnax:Pendulum-v1": ("pendulum.yaml", dict(
-        actor_kwargs={"activation": "swish"}, critic_kwargs={"activation": "swish"},
-        num_envs=1, buffer_size=10_000, fill_buffer=1_000, batch_size=100,
-        learning_rate=1e-3, num_epochs=1, total_timesteps=10_000, gamma=0.99, polyak=0.95,
-        max_grad_norm=100, exploration_noise=0.3, target_noise=0.2, target_noise_clip=0.5,
-        policy_delay=2, normalize_observations=True)),
-}  # fmt: skip
-
 
 MIRRORED: dict[str, tuple[str, ...]] = {
     # jaxrl train flags mirroring REJAX's config for the pairs without a preset (each
@@ -223,7 +150,6 @@ def run_rejax(pair: str, seeds: int) -> dict[str, Any]:
     """rejax's shipped config for the pair, ``seeds`` seeds vmapped; rejax's own policy."""
     import gymnax
     import rejax
-    from bench_train import legacy_step
 
     algo, env_name = pair.split("@")
     file, fields = REJAX[pair]

@@ -5,16 +5,22 @@
 Three builds of the same run (PPO, ``gymnax:CartPole-v1``, ``--num-seeds`` seeds
 vmapped), each compiled apart and timed as the median of ``--repeats`` runs:
 
-1. ``no_reports``: the loop compiled with the report call taken out (the baseline);
-2. ``reports_unwatched``: the shipped loop, ``progress.REPORTS`` (50) host callbacks
-   per run, with no ``Progress`` open (each callback returns at once);
-3. ``progress_and_logs``: the shipped loop inside a ``Progress`` that prints plain
-   lines and writes every row to CSV and JSON Lines loggers, as the scripts do;
-4. ``no_health``: the shipped loop without the per-update health check
+1. ``no_reports``: the loop compiled without the report call (``Trainer.report=False``;
+   the baseline);
+2. ``reports_unwatched``: the loop with ``progress.REPORTS`` (50) host callbacks per
+   run, with no ``Progress`` open (each callback returns at once);
+3. ``progress_and_logs``: that loop inside a ``Progress`` that prints plain lines and
+   writes every row to CSV and JSON Lines loggers (a notebook's route);
+4. ``host_reports``: ``checkpoint.train_in_chunks`` inside that ``Progress``, as
+   ``jaxrl train`` and the scripts run: pieces of the run with no callback, reported
+   from the host between them (timed from the first piece to the end, without
+   compiling);
+5. ``no_health``: build 2 without the per-update health check
    (``Trainer.health=False``: no non-finite-parameter flag).
 
-The targets: ``progress_and_logs`` at most 5% slower than ``no_reports``, and the
-health check (``reports_unwatched`` against ``no_health``) at most 2%.
+The targets: ``progress_and_logs`` and ``host_reports`` at most 5% slower than
+``no_reports``, and the health check (``reports_unwatched`` against ``no_health``)
+at most 2%.
 ``summary.json`` has the seconds, the ratios and the machine.
 """
 
@@ -26,8 +32,10 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import jax
+import numpy as np
 import tyro
 
 import envs
@@ -50,16 +58,19 @@ class Args:
 def build(config, env, params, num_seeds: int, reports: bool, health: bool = True):
     """``jit(vmap(train))`` compiled, with or without the report call in its loop, with
     or without the health check."""
-    original = progress._report
-    if not reports:
-        progress._report = lambda update, metrics: update  # traced away: no callback
-    try:
-        trainer = dataclasses.replace(ppo.make_train(config, env, params), health=health)
-        train = jax.jit(jax.vmap(trainer, in_axes=(0, None)))
-        keys = jax.random.split(jax.random.key(0), num_seeds)
-        return train.lower(keys, ppo.PPOHParams()).compile(), keys
-    finally:
-        progress._report = original
+    trainer = dataclasses.replace(
+        ppo.make_train(config, env, params), health=health, report=reports
+    )
+    train = jax.jit(jax.vmap(trainer, in_axes=(0, None)))
+    keys = jax.random.split(jax.random.key(0), num_seeds)
+    return train.lower(keys, ppo.PPOHParams()).compile(), keys
+
+
+class Timed(NamedTuple):
+    """A build's result and the seconds it timed itself (``host_reports``)."""
+
+    result: Any
+    seconds: float
 
 
 def timed(fns: dict, repeats: int) -> dict[str, float]:
@@ -69,8 +80,9 @@ def timed(fns: dict, repeats: int) -> dict[str, float]:
     for _ in range(repeats):
         for name, fn in fns.items():
             start = time.perf_counter()
-            jax.block_until_ready(fn())
-            times[name].append(time.perf_counter() - start)
+            out = jax.block_until_ready(fn())
+            seconds = time.perf_counter() - start
+            times[name].append(out.seconds if isinstance(out, Timed) else seconds)
     return {name: statistics.median(values) for name, values in times.items()}
 
 
@@ -82,7 +94,7 @@ def main(args: Args) -> dict:
     shipped, _ = build(config, env, params, args.num_seeds, reports=True)
     unchecked, _ = build(config, env, params, args.num_seeds, reports=True, health=False)
 
-    def watched():
+    def watched(run):
         with tempfile.TemporaryDirectory() as tmp:
             logs = [loggers.CSVLogger(f"{tmp}/p.csv"), loggers.JSONLLogger(f"{tmp}/p.jsonl")]
             bar = progress.Progress(
@@ -90,32 +102,49 @@ def main(args: Args) -> dict:
                 loggers=logs,
             )  # fmt: skip
             with bar:
-                result = jax.block_until_ready(shipped(keys, hp))
+                result = jax.block_until_ready(run())
             for log in logs:
                 log.close()
             return result
 
+    def host_reported():
+        trainer = ppo.make_train(config, env, params)
+        state, metrics, info = checkpoint.train_in_chunks(trainer, keys, hp, config.num_updates)
+        return Timed((state, metrics), info.run_seconds)
+
     builds = {
         "no_reports": lambda: bare(keys, hp),
         "reports_unwatched": lambda: shipped(keys, hp),
-        "progress_and_logs": watched,
+        "progress_and_logs": lambda: watched(lambda: shipped(keys, hp)),
+        "host_reports": lambda: watched(host_reported),
         "no_health": lambda: unchecked(keys, hp),
     }
     seconds = timed(builds, args.repeats)
     # Reporting must change nothing but the time: the builds' results are identical.
-    same = all(
-        bool((a == b).all())
-        for a, b in zip(
-            jax.tree.leaves(checkpoint.plain(bare(keys, hp))),
-            jax.tree.leaves(checkpoint.plain(shipped(keys, hp))),
-            strict=True,
+    same = (
+        all(
+            bool((a == b).all())
+            for a, b in zip(
+                jax.tree.leaves(checkpoint.plain(bare(keys, hp))),
+                jax.tree.leaves(checkpoint.plain(shipped(keys, hp))),
+                strict=True,
+            )
         )
-    ) and all(  # the health check changes no state either
-        bool((a == b).all())
-        for a, b in zip(
-            jax.tree.leaves(checkpoint.plain(shipped(keys, hp)[0])),
-            jax.tree.leaves(checkpoint.plain(unchecked(keys, hp)[0])),
-            strict=True,
+        and all(  # nor do the host's reports
+            bool((np.asarray(a) == np.asarray(b)).all())
+            for a, b in zip(
+                jax.tree.leaves(checkpoint.plain(bare(keys, hp))),
+                jax.tree.leaves(checkpoint.plain(host_reported().result)),
+                strict=True,
+            )
+        )
+        and all(  # the health check changes no state either
+            bool((a == b).all())
+            for a, b in zip(
+                jax.tree.leaves(checkpoint.plain(shipped(keys, hp)[0])),
+                jax.tree.leaves(checkpoint.plain(unchecked(keys, hp)[0])),
+                strict=True,
+            )
         )
     )
     ratios = {name: value / seconds["no_reports"] for name, value in seconds.items()}
@@ -128,6 +157,9 @@ def main(args: Args) -> dict:
         "run_seconds": seconds,
         "ratio_to_no_reports": ratios,
         "overhead_percent": 100 * (ratios["progress_and_logs"] - 1),
+        "host_overhead_percent": 100 * (ratios["host_reports"] - 1),
+        # None: no piece fits the run, which then reports from inside (as build 3)
+        "host_piece": progress.host_piece(config.num_updates, 1, {config.num_updates}),
         "health_overhead_percent": 100 * (seconds["reports_unwatched"] / seconds["no_health"] - 1),
         "results_identical": same,
         **experiment.machine(),

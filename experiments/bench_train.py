@@ -42,6 +42,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import tyro
+from rejax_shim import legacy_step
 
 import envs
 from jaxrl import experiment, parallel
@@ -67,20 +68,6 @@ class Args:
     cpu_devices: int | None = None
     """CPU devices to expose before jax starts (jaxrl.parallel.use_cpu_devices); with
     more than one, multi-seed runs are also timed split over them."""
-
-
-def legacy_step(env: Any) -> Any:
-    """``env`` with gymnax's old 5-value ``step``, safe to ``deepcopy``. (gymnax is imported
-    here, not at the top: importing it starts jax, after which --cpu-devices cannot apply.)"""
-    from gymnax.wrappers.compat import LegacyStepAPIWrapper
-
-    class LegacyStep(LegacyStepAPIWrapper):
-        def __getattr__(self, name):
-            if name == "_env" or name.startswith("__"):
-                raise AttributeError(name)
-            return super().__getattr__(name)
-
-    return LegacyStep(env)
 
 
 class Algo(NamedTuple):

@@ -168,7 +168,7 @@ def test_bench_progress_small_run(tmp_path):
     assert summary["results_identical"] is True
     assert summary["ratio_to_no_reports"]["no_reports"] == 1.0
     assert set(summary["run_seconds"]) == {
-        "no_reports", "reports_unwatched", "progress_and_logs", "no_health"
+        "no_reports", "reports_unwatched", "progress_and_logs", "host_reports", "no_health"
     }  # fmt: skip
     assert summary["health_overhead_percent"] > -100
 
@@ -387,3 +387,28 @@ def test_bench_presets_against_rejax(tmp_path):
         assert 0 < ret <= 500 and summary["means"][pair][lib] == ret  # CartPole's range
     gap = summary["comparison"][pair]["jaxrl_minus_rejax"]
     assert gap == full["jaxrl"]["mean"] - full["rejax"]["mean"]
+
+
+@pytest.mark.slow
+def test_bench_startup_small_run(tmp_path):
+    """jaxrl's side (rejax is the optional .[bench] extra): a cold and a warm process,
+    the warm one served by the cache the cold one filled, and where each one's time went."""
+    cmd = [sys.executable, str(ROOT / "experiments" / "bench_startup.py"), "--out", str(tmp_path)]
+    bad = subprocess.run(cmd + ["--libs", "nope"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "not allowed" in bad.stderr
+    assert not (tmp_path / "summary.json").exists()
+    result = subprocess.run(
+        cmd + ["--repeats", "1", "--libs", "jaxrl"], capture_output=True, text=True, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["script"] == "bench_startup" and set(summary["medians"]) == {
+        "jaxrl cold", "jaxrl warm"}  # fmt: skip
+    runs = json.loads((tmp_path / "bench_startup.json").read_text())["runs"]
+    cold, warm = runs["jaxrl cold"][0], runs["jaxrl warm"][0]
+    assert cold["eval_return"] == warm["eval_return"]  # the same run, served from the cache
+    for run in (cold, warm):
+        phases = run["phases"]
+        assert set(phases) == {"start_up", "compile", "train_and_eval", "write", "exit"}
+        assert all(seconds >= 0 for seconds in phases.values())
+        assert sum(phases.values()) == pytest.approx(run["wall_seconds"])
