@@ -412,3 +412,32 @@ def test_bench_startup_small_run(tmp_path):
         assert set(phases) == {"start_up", "compile", "train_and_eval", "write", "exit"}
         assert all(seconds >= 0 for seconds in phases.values())
         assert sum(phases.values()) == pytest.approx(run["wall_seconds"])
+
+
+@pytest.mark.slow
+def test_bench_solve_small_run(tmp_path):
+    """jaxrl's side (the peers are the optional .[bench] extra): one CartPole process,
+    evaluated until its greedy return reaches 475 or the preset's budget is spent."""
+    cmd = [sys.executable, str(ROOT / "experiments" / "bench_solve.py"), "--out", str(tmp_path)]
+    bad = subprocess.run(cmd + ["--tasks", "nope"], capture_output=True, text=True, timeout=120)
+    assert bad.returncode != 0 and "tasks from" in bad.stderr
+    assert not (tmp_path / "summary.json").exists()
+    result = subprocess.run(
+        cmd + ["--tasks", "cartpole", "--seeds", "1", "--libs", "jaxrl"],
+        capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert summary["script"] == "bench_solve" and set(summary["table"]["cartpole"]) == {"jaxrl"}
+    (run,) = json.loads((tmp_path / "bench_solve.json").read_text())["results"]["cartpole"]["jaxrl"]
+    evals = run["evals"]
+    steps = [e["env_steps"] for e in evals]
+    assert steps == sorted(steps) and steps[-1] <= 100_000  # the preset's budget
+    assert all(0 < e["return"] <= 500 for e in evals)  # CartPole's range
+    seconds = [e["seconds"] for e in evals]
+    assert seconds == sorted(seconds) and seconds[-1] < run["wall_seconds"]
+    reached = [e["seconds"] for e in evals if e["return"] >= 475]
+    # Where it got there: the first such evaluation, and none after it (it stops).
+    assert run["seconds_to_threshold"] == (reached[0] if reached else None)
+    assert not reached or evals[-1]["seconds"] == reached[0]
+    assert (tmp_path / "bench_solve.png").stat().st_size > 0
