@@ -6,7 +6,12 @@ On gymnax CartPole-v1, jaxrl and rejax 0.1.3 in one process:
   cartpole.yaml: DQN 100k steps, 10 envs, dueling swish (64, 64), 5 gradient
   steps of 100 per env step, Polyak 0.98; PQN 524,288 steps, 16 envs x 128, 5
   epochs x 16 minibatches, LayerNorm; SAC 50k steps, 5 envs, 2 gradient steps of
-  256, Polyak 0.95, target entropy 0.7 log 2), mirrored field by field.
+  256, Polyak 0.95, target entropy 0.7 log 2), mirrored field by field;
+
+and on gymnax Pendulum-v1 (``--algos sac_pendulum``): continuous SAC with rejax's
+shipped Pendulum config (configs/gymnax/pendulum.yaml: 1 env, 10k steps, one
+gradient step of 256 per env step, swish (64, 64), lr 0.01, Polyak 0.98,
+observation normalisation), mirrored field by field.
 
 Each at 1 seed and ``--seeds`` vmapped seeds; with several local devices (on a
 CPU host: ``--cpu-devices 2`` for 2 cores),
@@ -78,13 +83,14 @@ class Algo(NamedTuple):
     hparams: Any
     stochastic_eval: bool  # jaxrl policy samples (as rejax's does) or acts greedily
     rejax: Callable[[], Any]  # builds the rejax algorithm (no in-loop evaluation)
+    env: str = ENV
 
 
-def _rejax(name: str, total_steps: int, **kwargs) -> Any:
+def _rejax(name: str, total_steps: int, env_name: str = ENV, **kwargs) -> Any:
     import gymnax
     import rejax
 
-    env, params = gymnax.make("CartPole-v1")
+    env, params = gymnax.make(env_name.removeprefix("gymnax:"))
     algo = rejax.get_algo(name).create(
         env=legacy_step(env),
         env_params=params,
@@ -114,6 +120,15 @@ SAC_CONFIG = sac.SACConfig(
     buffer_size=10_000, learning_starts=1_000, minibatch_size=256, gradient_steps=2,
 )  # fmt: skip
 SAC_HP = sac.SACHParams(lr=1e-3, tau=0.05, alpha=1.0)
+# rejax's SAC config for Pendulum-v1 (configs/gymnax/pendulum.yaml): one env, one
+# gradient step of 256 per env step, swish (64, 64), lr 0.01, Polyak 0.98,
+# observation normalisation, the entropy target -action_dim (rejax's None).
+SAC_PENDULUM_CONFIG = sac.SACConfig(
+    num_envs=1, total_steps=10_000, hidden_sizes=(64, 64), activation="silu",
+    buffer_size=10_000, learning_starts=256, minibatch_size=256, gradient_steps=1,
+    normalize_obs=True,
+)  # fmt: skip
+SAC_PENDULUM_HP = sac.SACHParams(lr=0.01, tau=0.02, alpha=1.0)
 
 ALGOS = {
     "ppo": Algo(ppo, PPO_CONFIG, PPO_HP, True, lambda: _rejax(
@@ -138,6 +153,12 @@ ALGOS = {
         buffer_size=10_000, fill_buffer=1_000, batch_size=256, learning_rate=1e-3,
         num_epochs=2, gamma=0.99, polyak=0.95, target_entropy_ratio=0.7,
     )),
+    "sac_pendulum": Algo(sac, SAC_PENDULUM_CONFIG, SAC_PENDULUM_HP, True, lambda: _rejax(
+        "sac", SAC_PENDULUM_CONFIG.total_steps, "gymnax:Pendulum-v1",
+        agent_kwargs={"activation": "swish"}, num_envs=1, buffer_size=10_000,
+        fill_buffer=256, batch_size=256, learning_rate=0.01, num_epochs=1, gamma=0.99,
+        polyak=0.98, target_entropy_ratio=None, normalize_observations=True,
+    ), env="gymnax:Pendulum-v1"),
 }  # fmt: skip
 
 
@@ -161,19 +182,26 @@ def time_compiled(jitted, *args, repeats):
     return out, compile_seconds, statistics.median(times)
 
 
-def eval_returns(act_of_state, states, num_seeds):
+def eval_returns(act_of_state, states, num_seeds, env_name=ENV):
     """128 episodes of each seed's final policy, the same keys for both libraries."""
-    episode_env, params = envs.make(ENV, autoreset=False)
+    episode_env, params = envs.make(env_name, autoreset=False)
+    limit = experiment.episode_limit(episode_env, params)
+    shape = episode_env.action_space(params).shape  # rejax squeezes actions
 
     def eval_seed(state, key):
-        return evaluate(episode_env, params, act_of_state(state), key, 128, 500).mean()
+        act = act_of_state(state)
+
+        def policy(key, obs):
+            return act(key, obs).reshape(obs.shape[0], *shape)
+
+        return evaluate(episode_env, params, policy, key, 128, limit).mean()
 
     keys = jax.random.split(jax.random.key(99), num_seeds)
     return np.asarray(jax.jit(jax.vmap(eval_seed))(states, keys))
 
 
 def bench_jaxrl(algo: Algo, keys, devices, repeats):
-    env, params = envs.make(ENV)
+    env, params = envs.make(algo.env)
     train = algo.module.make_train(algo.config, env, params)
     jitted = parallel.shard_runs(train, len(keys), (0, None), devices)
     (state, metrics), compile_s, run_s = time_compiled(jitted, keys, algo.hparams, repeats=repeats)
@@ -181,7 +209,8 @@ def bench_jaxrl(algo: Algo, keys, devices, repeats):
     def act_of_state(state):
         return algo.module.make_policy(algo.config, env, params, state, not algo.stochastic_eval)
 
-    return compile_s, run_s, final_returns(metrics), eval_returns(act_of_state, state, len(keys))
+    evals = eval_returns(act_of_state, state, len(keys), algo.env)
+    return compile_s, run_s, final_returns(metrics), evals
 
 
 def bench_rejax(algo: Algo, keys, devices, repeats):
@@ -193,7 +222,7 @@ def bench_rejax(algo: Algo, keys, devices, repeats):
         act = jax.vmap(rejax_algo.make_act(ts))
         return lambda key, obs: act(obs, jax.random.split(key, obs.shape[0]))
 
-    return compile_s, run_s, None, eval_returns(act_of_state, ts, len(keys))
+    return compile_s, run_s, None, eval_returns(act_of_state, ts, len(keys), algo.env)
 
 
 def measure(args: Args) -> list[dict[str, Any]]:
@@ -210,7 +239,7 @@ def measure(args: Args) -> list[dict[str, Any]]:
                     )
                     steps = algo.config.total_steps
                     rows.append({
-                        "library": library, "algo": name, "env": ENV, "num_seeds": n,
+                        "library": library, "algo": name, "env": algo.env, "num_seeds": n,
                         "devices": devices, "total_env_steps": steps,
                         "compile_seconds": compile_s, "run_seconds": run_s,
                         "env_steps_per_second": n * steps / run_s,
