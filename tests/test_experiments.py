@@ -428,8 +428,12 @@ def test_bench_solve_small_run(tmp_path):
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
-    assert summary["script"] == "bench_solve" and set(summary["table"]["cartpole"]) == {"jaxrl"}
-    (run,) = json.loads((tmp_path / "bench_solve.json").read_text())["results"]["cartpole"]["jaxrl"]
+    row = summary["table"]["cartpole"]
+    assert summary["script"] == "bench_solve" and set(row) == {"jaxrl", "jaxrl warm"}
+    runs = json.loads((tmp_path / "bench_solve.json").read_text())["results"]["cartpole"]
+    (run,), (warm,) = runs["jaxrl"], runs["jaxrl warm"]
+    # the warm process is the same run served from the cache: the same evaluations
+    assert [e["return"] for e in warm["evals"]] == [e["return"] for e in run["evals"]]
     evals = run["evals"]
     steps = [e["env_steps"] for e in evals]
     assert steps == sorted(steps) and steps[-1] <= 100_000  # the preset's budget
