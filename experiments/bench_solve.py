@@ -176,13 +176,14 @@ def rejax_child(task: Task, seed: int, started: float) -> None:
 
 
 def brax_child(task: Task, seed: int, started: float) -> None:
-    """One seed of brax.training's PPO with ``bench_locomotion.BRAX_PPO``."""
+    """One seed of brax.training's PPO with ``bench_locomotion.BRAX_PPO`` (written with
+    the ant task, which has not been run yet: see the README)."""
     sys.path.insert(0, str(EXPERIMENTS))
     import bench_locomotion as loco
 
     loco.brax_shim()
     name = task.env.removeprefix("brax:")
-    steps = dict(TASKS_BUDGET)[task.env]
+    steps = BRAX_BUDGET[task.env]
     args = loco.Args(out=Path("."), envs=(name,), steps=steps, evals=steps // task.eval_every,
                      eval_episodes=task.eval_episodes)  # fmt: skip
     offset = time.time() - started  # run_brax times from its own start
@@ -190,7 +191,7 @@ def brax_child(task: Task, seed: int, started: float) -> None:
         report(offset + point["wall_seconds"], point["env_steps"], point["eval_return"])
 
 
-TASKS_BUDGET = (("brax:ant", 1_228_800),)
+BRAX_BUDGET = {"brax:ant": 1_228_800}
 """brax.training's budget per Brax task: jaxrl's preset's (its ``total_steps``)."""
 
 CHILDREN = {"jaxrl": jaxrl_child, "rejax": rejax_child, "brax": brax_child}
