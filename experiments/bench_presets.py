@@ -29,7 +29,6 @@ rejax needs ``pip install -e ".[bench]"`` and gymnax's old 5-value ``step``
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import subprocess
 import sys
@@ -40,7 +39,7 @@ from typing import Any
 import jax
 import numpy as np
 import tyro
-from rejax_shim import REJAX, legacy_step
+from rejax_shim import REJAX, check_libs, legacy_step
 
 import envs
 from jaxrl import experiment, presets
@@ -202,17 +201,7 @@ def main(args: Args) -> None:
     bare = [p for p in args.pairs if presets.get(*p.split("@")) is None and p not in MIRRORED]
     if bare:
         raise SystemExit(f"{bare}: neither a preset nor a MIRRORED entry; add one of them")
-    bad_libs = sorted(set(args.libs) - {"jaxrl", "rejax"})
-    if bad_libs or args.seeds < 1:
-        raise SystemExit(
-            f"--libs {list(args.libs)} / --seeds {args.seeds} not allowed; libs from "
-            "['jaxrl', 'rejax'], seeds >= 1"
-        )
-    if "rejax" in args.libs and importlib.util.find_spec("rejax") is None:
-        raise SystemExit(
-            "--libs includes rejax, which is not installed: pip install -e '.[bench]', "
-            "or pass --libs jaxrl"
-        )
+    check_libs(args.libs, "--seeds", args.seeds)
     args.out.mkdir(parents=True, exist_ok=True)
     results: dict[str, dict[str, Any]] = {}
     for pair in args.pairs:

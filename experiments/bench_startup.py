@@ -32,7 +32,6 @@ rejax needs ``pip install -e ".[bench]"``.
 from __future__ import annotations
 
 import dataclasses
-import importlib.util
 import json
 import os
 import statistics
@@ -127,14 +126,10 @@ def run_rejax() -> dict[str, object]:
 
 
 def main(args: Args) -> None:
-    bad = sorted(set(args.libs) - {"jaxrl", "rejax"})
-    if bad or args.repeats < 1:
-        raise SystemExit(
-            f"--libs {list(args.libs)} / --repeats {args.repeats} not allowed; libs from "
-            "['jaxrl', 'rejax'], repeats >= 1"
-        )
-    if "rejax" in args.libs and importlib.util.find_spec("rejax") is None:
-        raise SystemExit("rejax is not installed: pip install -e '.[bench]', or --libs jaxrl")
+    sys.path.insert(0, str(EXPERIMENTS))
+    from rejax_shim import check_libs
+
+    check_libs(args.libs, "--repeats", args.repeats)
     from jaxrl import experiment  # after the checks: a bad flag fails fast
 
     args.out.mkdir(parents=True, exist_ok=True)

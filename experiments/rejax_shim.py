@@ -9,7 +9,23 @@ rejax's shipped configs. Imports nothing of jaxrl (a rejax process started by
   repository), copied field by field, per ``"algo@gymnax:Env"`` pair.
 """
 
+import importlib.util
 from typing import Any
+
+
+def check_libs(libs: tuple[str, ...], count_flag: str, count: int) -> None:
+    """Refuse (``SystemExit``, before anything runs) ``--libs`` other than jaxrl and
+    rejax, a ``count_flag`` below 1, and rejax where it is not installed."""
+    if sorted(set(libs) - {"jaxrl", "rejax"}) or count < 1:
+        raise SystemExit(
+            f"--libs {list(libs)} / {count_flag} {count} not allowed; libs from "
+            f"['jaxrl', 'rejax'], {count_flag.removeprefix('--')} >= 1"
+        )
+    if "rejax" in libs and importlib.util.find_spec("rejax") is None:
+        raise SystemExit(
+            "--libs includes rejax, which is not installed: pip install -e '.[bench]', "
+            "or pass --libs jaxrl"
+        )
 
 
 def legacy_step(env: Any) -> Any:
