@@ -25,8 +25,8 @@ counts as never, and the number that got there is reported beside it).
   evaluation, timed in ``progress_fn``.
 
 Tasks (``TASKS``): CartPole-v1 475 and Acrobot-v1 -100 (PPO), Pendulum-v1 -200
-(TD3), and brax ``ant`` 1,500 (PPO; about 20 minutes per seed and library pair
-on a 2-core CPU, so not among the defaults). Writes ``DIR/bench_solve.json``
+(TD3), and brax ``ant`` 1,500 (PPO; about 10 minutes per seed for its three
+processes on a 2-core CPU, so not among the defaults). Writes ``DIR/bench_solve.json``
 (every evaluation of every process), ``DIR/summary.json`` (medians, ratios,
 machine) and ``DIR/bench_solve.png`` (return against wall-clock seconds).
 
@@ -176,8 +176,7 @@ def rejax_child(task: Task, seed: int, started: float) -> None:
 
 
 def brax_child(task: Task, seed: int, started: float) -> None:
-    """One seed of brax.training's PPO with ``bench_locomotion.BRAX_PPO`` (written with
-    the ant task, which has not been run yet: see the README)."""
+    """One seed of brax.training's PPO with ``bench_locomotion.BRAX_PPO``."""
     sys.path.insert(0, str(EXPERIMENTS))
     import bench_locomotion as loco
 
