@@ -2,7 +2,7 @@
 
     python experiments/bench_progress.py --out runs/bench-progress
 
-Three builds of the same run (PPO, ``gymnax:CartPole-v1``, ``--num-seeds`` seeds
+Five builds of the same run (PPO, ``gymnax:CartPole-v1``, ``--num-seeds`` seeds
 vmapped), each compiled apart and timed as the median of ``--repeats`` runs:
 
 1. ``no_reports``: the loop compiled without the report call (``Trainer.report=False``;
