@@ -145,7 +145,7 @@ def test_presets_command_lists_them_with_results(capsys):
     assert exit_.value.code == 2
 
 
-def test_without_a_preset_image_observations_get_the_conv_torso(tmp_path, capsys):
+def test_without_a_preset_image_observations_get_the_conv_torso(capsys):
     config = cli.ALGOS["ppo"].load()[3]
     maze = "GridWorld-Maze"  # image observations by default; no preset
     assert presets.get("ppo", maze) is None
@@ -159,8 +159,13 @@ def test_without_a_preset_image_observations_get_the_conv_torso(tmp_path, capsys
         assert experiment.space_defaults(config, maze, overrides, argv, None).torso == "mlp"
     preset = presets.all_presets()[0]
     assert experiment.space_defaults(config, maze, {}, [], preset) is config
+
+
+# The conv torso's compile takes about 30 s at -O0: the end-to-end run is in the slow tier.
+@pytest.mark.slow
+def test_jaxrl_train_on_image_observations_trains_the_conv_torso(tmp_path):
     out = tmp_path / "run"
-    cli.run(["train", "ppo", "--env", maze, "--num-seeds", "1", "--num-envs", "4",
+    cli.run(["train", "ppo", "--env", "GridWorld-Maze", "--num-seeds", "1", "--num-envs", "4",
              "--rollout-len", "16", "--total-steps", "128", "--out", str(out)])  # fmt: skip
     assert json.loads((out / "summary.json").read_text())["config"]["torso"] == "cnn"
 
