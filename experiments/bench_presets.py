@@ -38,8 +38,9 @@ from typing import Any
 
 import jax
 import numpy as np
+import rejax_shim
 import tyro
-from rejax_shim import REJAX, check_libs, legacy_step
+from rejax_shim import REJAX, check_libs
 
 import envs
 from jaxrl import experiment, presets
@@ -147,18 +148,10 @@ def run_jaxrl(pair: str, seeds: int, out: Path) -> dict[str, Any]:
 
 def run_rejax(pair: str, seeds: int) -> dict[str, Any]:
     """rejax's shipped config for the pair, ``seeds`` seeds vmapped; rejax's own policy."""
-    import gymnax
-    import rejax
-
     algo, env_name = pair.split("@")
     file, fields = REJAX[pair]
-    env, params = gymnax.make(env_name.removeprefix("gymnax:"))
     total = fields["total_timesteps"]
-    algorithm = rejax.get_algo(algo).create(
-        env=legacy_step(env), env_params=params, eval_freq=total,
-        skip_initial_evaluation=True, **fields,
-    )  # fmt: skip
-    algorithm = algorithm.replace(eval_callback=lambda algo, ts, rng: jax.numpy.zeros(()))
+    algorithm = rejax_shim.create(algo, env_name, fields)
     keys = jax.random.split(jax.random.key(0), seeds)
     start = time.perf_counter()
     ts, _ = jax.block_until_ready(jax.jit(jax.vmap(algorithm.train))(keys))

@@ -147,14 +147,11 @@ def jaxrl_child(task: Task, seed: int, started: float) -> None:
 def rejax_child(task: Task, seed: int, started: float) -> None:
     """One seed of rejax's shipped config, evaluated by its own ``eval_callback``."""
     sys.path.insert(0, str(EXPERIMENTS))
-    import gymnax
     import jax
-    import rejax
     from rejax.evaluate import evaluate
-    from rejax_shim import REJAX, legacy_step
+    from rejax_shim import REJAX, create
 
     _, fields = REJAX[f"{task.algo}@{task.env}"]
-    env, params = gymnax.make(task.env.removeprefix("gymnax:"))
 
     def host_report(step, value):
         report(time.time() - started, int(step), float(value))
@@ -167,11 +164,7 @@ def rejax_child(task: Task, seed: int, started: float) -> None:
         jax.debug.callback(host_report, ts.global_step, returns.mean())
         return returns.mean()
 
-    algo = rejax.get_algo(task.algo).create(
-        env=legacy_step(env), env_params=params, eval_freq=task.eval_every,
-        skip_initial_evaluation=True, **fields,
-    )  # fmt: skip
-    algo = algo.replace(eval_callback=eval_callback)
+    algo = create(task.algo, task.env, fields, task.eval_every, eval_callback)
     jax.block_until_ready(jax.jit(algo.train)(jax.random.key(seed)))
 
 

@@ -51,17 +51,11 @@ COMMAND = ["jaxrl", "train", "ppo", "--env", "gymnax:CartPole-v1", "--num-seeds"
 REJAX_PROCESS = f"""
 import json, sys
 sys.path.insert(0, {str(EXPERIMENTS)!r})
-import gymnax, jax, rejax
+import jax
 from rejax.evaluate import evaluate
-from rejax_shim import REJAX, legacy_step
+from rejax_shim import REJAX, create
 
-file, fields = REJAX[{PAIR!r}]
-env, params = gymnax.make("CartPole-v1")
-total = fields["total_timesteps"]
-algo = rejax.get_algo("ppo").create(
-    env=legacy_step(env), env_params=params, eval_freq=total,
-    skip_initial_evaluation=True, **fields)
-algo = algo.replace(eval_callback=lambda algo, ts, rng: jax.numpy.zeros(()))
+algo = create("ppo", "gymnax:CartPole-v1", REJAX[{PAIR!r}][1])
 ts, _ = jax.jit(jax.vmap(algo.train))(jax.random.split(jax.random.key(0), 1))
 ts = jax.tree.map(lambda x: x[0], ts)
 _, returns = evaluate(algo.make_act(ts), jax.random.key(1), algo.env, algo.env_params,

@@ -44,10 +44,9 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import jax
-import jax.numpy as jnp
 import numpy as np
+import rejax_shim
 import tyro
-from rejax_shim import legacy_step
 
 import envs
 from jaxrl import experiment, parallel
@@ -87,19 +86,7 @@ class Algo(NamedTuple):
 
 
 def _rejax(name: str, total_steps: int, env_name: str = ENV, **kwargs) -> Any:
-    import gymnax
-    import rejax
-
-    env, params = gymnax.make(env_name.removeprefix("gymnax:"))
-    algo = rejax.get_algo(name).create(
-        env=legacy_step(env),
-        env_params=params,
-        total_timesteps=total_steps,
-        eval_freq=total_steps,
-        skip_initial_evaluation=True,
-        **kwargs,
-    )
-    return algo.replace(eval_callback=lambda algo, ts, rng: jnp.zeros(()))
+    return rejax_shim.create(name, env_name, kwargs | {"total_timesteps": total_steps})
 
 
 PPO_CONFIG = ppo.PPOConfig(num_envs=4, rollout_len=128, num_epochs=4, num_minibatches=4)

@@ -28,6 +28,32 @@ def check_libs(libs: tuple[str, ...], count_flag: str, count: int) -> None:
         )
 
 
+def create(
+    algo: str,
+    env_name: str,
+    fields: dict[str, Any],
+    eval_freq: int | None = None,
+    eval_callback: Any = None,
+) -> Any:
+    """rejax's ``algo`` on gymnax's ``env_name`` (through ``legacy_step``) with config
+    ``fields`` (``total_timesteps`` among them), evaluated by ``eval_callback(algo, ts,
+    rng)`` every ``eval_freq`` env steps; by default only once, at the end, and by
+    nothing (the callback returns 0), so that a timing is the training alone."""
+    import gymnax
+    import jax
+    import rejax
+
+    env, params = gymnax.make(env_name.removeprefix("gymnax:"))
+    algorithm = rejax.get_algo(algo).create(
+        env=legacy_step(env), env_params=params,
+        eval_freq=eval_freq or fields["total_timesteps"], skip_initial_evaluation=True,
+        **fields,
+    )  # fmt: skip
+    if eval_callback is None:
+        eval_callback = lambda algo, ts, rng: jax.numpy.zeros(())  # noqa: E731
+    return algorithm.replace(eval_callback=eval_callback)
+
+
 def legacy_step(env: Any) -> Any:
     """``env`` with gymnax's old 5-value ``step``, safe to ``deepcopy``. (gymnax is imported
     here, not at the top: importing it starts jax, after which --cpu-devices cannot apply.)"""
