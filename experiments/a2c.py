@@ -11,4 +11,4 @@ from jaxrl import experiment
 from jaxrl.agents import a2c
 
 if __name__ == "__main__":
-    experiment.main("a2c", a2c.A2CConfig, a2c.A2CHParams, a2c.make_train, a2c.make_policy)
+    experiment.main(a2c.AGENT)

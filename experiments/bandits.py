@@ -87,7 +87,7 @@ def main(args: Args) -> dict:
             ),
             "compile_seconds": compiled_at - start,
             "run_seconds": done_at - compiled_at,
-            "hparams": {k: float(v) for k, v in algorithm.hparams._asdict().items()},
+            "hparams": {k: float(v) for k, v in algorithm.hparams.asdict().items()},
         }
     print(f"{'algorithm':<20}{'final regret':>14}{'95% CI':>22}{'optimal (last 10%)':>20}")
     for name, r in results.items():

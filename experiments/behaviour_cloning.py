@@ -19,8 +19,8 @@ The expert is ``planning.value_iteration`` at discount 0.99 on the env's
 import jax
 
 from jaxrl import experiment, planning
-from jaxrl.agents import bc, tabular
-from jaxrl.evaluate import evaluate
+from jaxrl.agents import Agent, bc, tabular
+from jaxrl.evaluate import episode_limit, evaluate
 
 EXPERT_GAMMA = 0.99
 
@@ -36,7 +36,7 @@ def make_train(config, env, env_params):
 
 
 def expert_return(summary, config, env, env_params, final_state, hparams) -> dict:
-    limit = experiment.episode_limit(env, env_params)
+    limit = episode_limit(env, env_params)
     act = expert_policy(env, env_params)
     returns = jax.jit(lambda key: evaluate(env, env_params, act, key, 512, limit))
     expert = float(returns(jax.random.key(12345)).mean())
@@ -49,6 +49,14 @@ def expert_return(summary, config, env, env_params, final_state, hparams) -> dic
 
 if __name__ == "__main__":
     experiment.main(
-        "behaviour_cloning", bc.BCConfig, bc.BCHParams, make_train, bc.make_policy,
-        default_env="GridWorld-FourRooms", extra_summary=expert_return,
-    )  # fmt: skip
+        Agent(
+            name="behaviour_cloning",
+            description="behaviour cloning / DAgger of the value-iteration policy",
+            Config=bc.BCConfig,
+            HParams=bc.BCHParams,
+            make_train=make_train,
+            make_policy=bc.make_policy,
+            default_env="GridWorld-FourRooms",
+        ),
+        extra_summary=expert_return,
+    )

@@ -191,7 +191,7 @@ def jaxrl_settings(
         if preset_backend != backend:
             source += f" on backend {backend} instead of the preset's {preset_backend}"
     config_fields = {k: v for k, v in changes.items() if k in config_class.__dataclass_fields__}
-    hp_fields = {k: v for k, v in changes.items() if k in hparams_class._fields}
+    hp_fields = {k: v for k, v in changes.items() if k in hparams_class.fields()}
     unknown = sorted(set(changes) - set(config_fields) - set(hp_fields))
     if unknown:
         raise SystemExit(
@@ -199,7 +199,7 @@ def jaxrl_settings(
         )
     if changes:
         source += f", changed {changes}"
-    return dataclasses.replace(config, **config_fields), hp._replace(**hp_fields), source
+    return dataclasses.replace(config, **config_fields), hp.replace(**hp_fields), source
 
 
 def eval_points(num_updates: int, evals: int) -> list[int]:
@@ -249,7 +249,7 @@ def run_jaxrl(env_name: str, args: Args, seed: int, settings: tuple) -> dict[str
         print(f"  jaxrl {env_name} seed {seed}: {done * per_update:,} steps, eval {value:.1f}, "
               f"{wall:.0f} s", flush=True)  # fmt: skip
     return {"curve": curve, "settings": source, "config": dataclasses.asdict(config),
-            "hparams": hp._asdict()}  # fmt: skip
+            "hparams": hp.asdict()}  # fmt: skip
 
 
 def brax_shim() -> str:

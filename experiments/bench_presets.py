@@ -44,7 +44,7 @@ from rejax_shim import REJAX, check_libs
 
 import envs
 from jaxrl import experiment, presets
-from jaxrl.evaluate import evaluate
+from jaxrl.evaluate import episode_limit, evaluate
 
 EVAL_EPISODES = 32
 """Episodes per seed, as ``jaxrl train``'s greedy evaluation."""
@@ -157,7 +157,7 @@ def run_rejax(pair: str, seeds: int) -> dict[str, Any]:
     ts, _ = jax.block_until_ready(jax.jit(jax.vmap(algorithm.train))(keys))
     wall = time.perf_counter() - start
     episode_env, episode_params = envs.make(env_name, autoreset=False)
-    limit = experiment.episode_limit(episode_env, episode_params)
+    limit = episode_limit(episode_env, episode_params)
 
     shape = episode_env.action_space(episode_params).shape  # rejax squeezes actions
 

@@ -106,16 +106,16 @@ def jaxrl_child(task: Task, seed: int, started: float) -> None:
     import jax.numpy as jnp
 
     import envs
-    from jaxrl import cli, experiment, presets
-    from jaxrl.evaluate import evaluate
+    from jaxrl import agents, experiment, presets
+    from jaxrl.evaluate import episode_limit, evaluate
 
-    module, _, hparams_cls, config = cli.ALGOS[task.algo].load()
+    agent = agents.get(task.algo)
     preset = presets.get(task.algo, task.env)
-    config, hparams = preset.apply(config, hparams_cls())
+    config, hparams = preset.apply(agent.Config(), agent.HParams())
     hparams.validate()
     env, params = envs.make(task.env, **preset.env_params)
     eval_env, _ = envs.make(task.env, autoreset=False, **preset.env_params)
-    trainer = dataclasses.replace(module.make_train(config, env, params), report=False)
+    trainer = dataclasses.replace(agent.make_train(config, env, params), report=False)
     steps_per_update = experiment.update_steps(config, env, params)
     # Updates between evaluations: the divisor of the run nearest to eval_every's
     # (one compiled chunk for all).
@@ -124,10 +124,10 @@ def jaxrl_child(task: Task, seed: int, started: float) -> None:
         (d for d in range(1, trainer.num_updates + 1) if trainer.num_updates % d == 0),
         key=lambda d: abs(math.log(d / wanted)),
     )
-    limit = experiment.episode_limit(eval_env, params)
+    limit = episode_limit(eval_env, params)
 
     def greedy_return(state, key):
-        act = module.make_policy(config, env, params, state, True)
+        act = agent.make_policy(config, env, params, state, True)
         return evaluate(eval_env, params, act, key, task.eval_episodes, limit).mean()
 
     start = jax.jit(lambda key, hp: trainer.start(key, hp, check=False))

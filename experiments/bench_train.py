@@ -51,7 +51,7 @@ import tyro
 import envs
 from jaxrl import experiment, parallel
 from jaxrl.agents import dqn, ppo, pqn, sac
-from jaxrl.evaluate import evaluate
+from jaxrl.evaluate import episode_limit, evaluate
 from jaxrl.experiment import final_returns
 
 ENV = "gymnax:CartPole-v1"
@@ -172,7 +172,7 @@ def time_compiled(jitted, *args, repeats):
 def eval_returns(act_of_state, states, num_seeds, env_name=ENV):
     """128 episodes of each seed's final policy, the same keys for both libraries."""
     episode_env, params = envs.make(env_name, autoreset=False)
-    limit = experiment.episode_limit(episode_env, params)
+    limit = episode_limit(episode_env, params)
     shape = episode_env.action_space(params).shape  # rejax squeezes actions
 
     def eval_seed(state, key):
@@ -285,7 +285,7 @@ def main(args: Args) -> None:
     meta = experiment.machine()
     configs = {
         name: {"config": dataclasses.asdict(ALGOS[name].config),
-               "hparams": ALGOS[name].hparams._asdict()}
+               "hparams": ALGOS[name].hparams.asdict()}
         for name in args.algos
     }  # fmt: skip
     # Written at the end only: an interrupted benchmark leaves no partial results.

@@ -14,4 +14,4 @@ from jaxrl import experiment
 from jaxrl.agents import cem
 
 if __name__ == "__main__":
-    experiment.main("cem", cem.CEMConfig, cem.CEMHParams, cem.make_train, cem.make_policy)
+    experiment.main(cem.AGENT)

@@ -12,4 +12,4 @@ from jaxrl import experiment
 from jaxrl.agents import dqn
 
 if __name__ == "__main__":
-    experiment.main("dqn", dqn.DQNConfig, dqn.DQNHParams, dqn.make_train, dqn.make_policy)
+    experiment.main(dqn.AGENT)

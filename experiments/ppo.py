@@ -11,4 +11,4 @@ from jaxrl import experiment
 from jaxrl.agents import ppo
 
 if __name__ == "__main__":
-    experiment.main("ppo", ppo.PPOConfig, ppo.PPOHParams, ppo.make_train, ppo.make_policy)
+    experiment.main(ppo.AGENT)

@@ -12,4 +12,4 @@ from jaxrl import experiment
 from jaxrl.agents import pqn
 
 if __name__ == "__main__":
-    experiment.main("pqn", pqn.PQNConfig, pqn.PQNHParams, pqn.make_train, pqn.make_policy)
+    experiment.main(pqn.AGENT)

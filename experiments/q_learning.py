@@ -42,12 +42,4 @@ def exact_comparison(summary, config, env, env_params, final_state, hparams) -> 
 
 
 if __name__ == "__main__":
-    experiment.main(
-        "q_learning",
-        tabular.TabularConfig,
-        tabular.TabularHParams,
-        tabular.make_train,
-        tabular.make_policy,
-        default_env="GridWorld-FourRooms",
-        extra_summary=exact_comparison,
-    )
+    experiment.main(tabular.AGENT, extra_summary=exact_comparison)

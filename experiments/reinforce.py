@@ -11,10 +11,4 @@ from jaxrl import experiment
 from jaxrl.agents import reinforce
 
 if __name__ == "__main__":
-    experiment.main(
-        "reinforce",
-        reinforce.ReinforceConfig,
-        reinforce.ReinforceHParams,
-        reinforce.make_train,
-        reinforce.make_policy,
-    )
+    experiment.main(reinforce.AGENT)

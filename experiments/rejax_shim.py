@@ -50,7 +50,7 @@ def create(
         **fields,
     )  # fmt: skip
     if eval_callback is None:
-        eval_callback = lambda algo, ts, rng: jax.numpy.zeros(())  # noqa: E731
+        eval_callback = lambda algo, ts, rng: jax.numpy.zeros(())
     return algorithm.replace(eval_callback=eval_callback)
 
 

@@ -13,4 +13,4 @@ from jaxrl import experiment
 from jaxrl.agents import sac
 
 if __name__ == "__main__":
-    experiment.main("sac", sac.SACConfig, sac.SACHParams, sac.make_train, sac.make_policy)
+    experiment.main(sac.AGENT)

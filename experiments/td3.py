@@ -13,4 +13,4 @@ from jaxrl import experiment
 from jaxrl.agents import td3
 
 if __name__ == "__main__":
-    experiment.main("td3", td3.TD3Config, td3.TD3HParams, td3.make_train, td3.make_policy)
+    experiment.main(td3.AGENT)

@@ -11,4 +11,4 @@ from jaxrl import experiment
 from jaxrl.agents import trpo
 
 if __name__ == "__main__":
-    experiment.main("trpo", trpo.TRPOConfig, trpo.TRPOHParams, trpo.make_train, trpo.make_policy)
+    experiment.main(trpo.AGENT)

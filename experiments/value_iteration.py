@@ -25,8 +25,7 @@ import tyro
 import envs
 from jaxrl import experiment, planning
 from jaxrl.agents import tabular
-from jaxrl.evaluate import evaluate
-from jaxrl.experiment import episode_limit
+from jaxrl.evaluate import episode_limit, evaluate
 
 ARROWS = np.array([[0, -1], [1, 0], [0, 1], [-1, 0]])  # up, right, down, left as (dx, dy)
 

@@ -24,7 +24,7 @@ algorithm              choice at pull ``t`` (``n_k`` pulls and sample mean ``m_k
 An algorithm is a ``BanditAlgorithm``: ``init(num_arms, context_dim, hparams)``
 gives its state, ``act(key, state, context, hparams)`` an int32 arm and
 ``update(state, context, action, reward, hparams)`` the next state; every
-hyperparameter is traced (a ``NamedTuple`` per algorithm), so a sweep is a ``vmap``.
+hyperparameter is traced (a ``jaxrl.hparams.HParams`` per algorithm), so a sweep is a ``vmap``.
 Ties between the best scores are broken uniformly at random (the draws of
 Beta and Gaussian Thompson sampling are continuous and tie with probability 0).
 The multi-armed algorithms ignore the context (the multi-armed bandits observe
@@ -69,7 +69,8 @@ import jax.numpy as jnp
 
 from envs.bandits import BernoulliBandit, ContextualBandit, GaussianBandit
 from envs.core import Environment
-from jaxrl import config as C
+from jaxrl import hparams as H
+from jaxrl.config import check_positive
 from jaxrl.exploration import argmax_random_ties
 
 # State ----------------------------------------------------------------------------
@@ -153,19 +154,17 @@ def linear_posterior(stats: LinearStats, context: jax.Array) -> tuple[jax.Array,
 # Epsilon-greedy ---------------------------------------------------------------------
 
 
-class EpsilonGreedyHParams(NamedTuple):
+@H.hparams
+class EpsilonGreedyHParams(H.Epsilon):
     """Traced hyperparameters of epsilon-greedy: ``vmap`` over them to sweep."""
 
     eps_start: float = 1.0
     """Exploration rate of the first pull, in [0, 1]."""
     eps_end: float = 0.01
     """Floor of the exploration rate, in [0, 1]."""
-    eps_decay: float = 0.99
+    eps_decay: float = H.hparam(0.99, H.Range(0, 1, low_open=True))
     """Factor per pull, in (0, 1]: ``eps_t = max(eps_end, eps_start * eps_decay^t)``;
     1 keeps eps constant at ``max(eps_start, eps_end)``."""
-
-    def validate(self) -> EpsilonGreedyHParams:
-        return C.check_hparams(self)
 
 
 def epsilon_schedule(t: jax.Array, hp: EpsilonGreedyHParams) -> jax.Array:
@@ -186,14 +185,12 @@ def _epsilon_greedy_act(
 # UCB1 -------------------------------------------------------------------------------
 
 
-class UCB1HParams(NamedTuple):
+@H.hparams
+class UCB1HParams(H.HParams):
     """Traced hyperparameters of UCB1."""
 
-    ucb_scale: float = 1.0
+    ucb_scale: float = H.hparam(1.0, H.NON_NEGATIVE)
     """Scale c of the bonus ``c sqrt(2 ln t / n_k)``, >= 0 (1: Auer et al.; 0: greedy)."""
-
-    def validate(self) -> UCB1HParams:
-        return C.check_hparams(self)
 
 
 def ucb1_scores(stats: ArmStats, hp: UCB1HParams) -> jax.Array:
@@ -211,16 +208,14 @@ def _ucb1_act(key: jax.Array, stats: ArmStats, context: jax.Array, hp: UCB1HPara
 # Thompson sampling ------------------------------------------------------------------
 
 
-class BetaThompsonHParams(NamedTuple):
+@H.hparams
+class BetaThompsonHParams(H.HParams):
     """Traced hyperparameters of Beta-Bernoulli Thompson sampling."""
 
-    prior_alpha: float = 1.0
+    prior_alpha: float = H.hparam(1.0, H.POSITIVE)
     """a of each arm's Beta(a, b) prior, > 0 (1, 1: uniform)."""
-    prior_beta: float = 1.0
+    prior_beta: float = H.hparam(1.0, H.POSITIVE)
     """b of each arm's Beta(a, b) prior, > 0."""
-
-    def validate(self) -> BetaThompsonHParams:
-        return C.check_hparams(self)
 
 
 def beta_posterior(stats: ArmStats, hp: BetaThompsonHParams) -> tuple[jax.Array, jax.Array]:
@@ -287,16 +282,14 @@ def _beta_thompson_act(key, stats: ArmStats, context: jax.Array, hp: BetaThompso
     return jnp.argmax(sample_beta_logit(key, a, b)).astype(jnp.int32)
 
 
-class GaussianThompsonHParams(NamedTuple):
+@H.hparams
+class GaussianThompsonHParams(H.HParams):
     """Traced hyperparameters of Gaussian Thompson sampling."""
 
-    prior_std: float = 1.0
+    prior_std: float = H.hparam(1.0, H.POSITIVE)
     """Standard deviation of the N(0, prior_std^2) prior on each arm's mean, > 0."""
-    noise_std: float = 1.0
+    noise_std: float = H.hparam(1.0, H.POSITIVE)
     """Known standard deviation of the reward around the arm's mean, > 0."""
-
-    def validate(self) -> GaussianThompsonHParams:
-        return C.check_hparams(self)
 
 
 def gaussian_posterior(stats: ArmStats, hp: GaussianThompsonHParams) -> tuple[jax.Array, jax.Array]:
@@ -319,16 +312,20 @@ def _gaussian_thompson_act(key, stats: ArmStats, context, hp: GaussianThompsonHP
 # Contextual -------------------------------------------------------------------------
 
 
-class LinUCBHParams(NamedTuple):
-    """Traced hyperparameters of disjoint LinUCB."""
+@H.hparams
+class Ridge(H.HParams):
+    """The regulariser of the linear algorithms' per-arm least squares."""
 
-    alpha: float = 1.0
-    """Width of the confidence bonus ``alpha sqrt(x^T A^-1 x)``, > 0."""
-    ridge: float = 1.0
+    ridge: float = H.hparam(1.0, H.POSITIVE)
     """Ridge regulariser lambda: each arm's ``A`` starts at ``lambda I``, > 0."""
 
-    def validate(self) -> LinUCBHParams:
-        return C.check_hparams(self)
+
+@H.hparams
+class LinUCBHParams(Ridge):
+    """Traced hyperparameters of disjoint LinUCB."""
+
+    alpha: float = H.hparam(1.0, H.POSITIVE)
+    """Width of the confidence bonus ``alpha sqrt(x^T A^-1 x)``, > 0."""
 
 
 def _linucb_act(key, stats: LinearStats, context: jax.Array, hp: LinUCBHParams):
@@ -336,17 +333,13 @@ def _linucb_act(key, stats: LinearStats, context: jax.Array, hp: LinUCBHParams):
     return argmax_random_ties(key, mean + hp.alpha * jnp.sqrt(var))
 
 
-class LinearThompsonHParams(NamedTuple):
+@H.hparams
+class LinearThompsonHParams(Ridge):
     """Traced hyperparameters of linear Thompson sampling."""
 
-    posterior_scale: float = 1.0
+    posterior_scale: float = H.hparam(1.0, H.NON_NEGATIVE)
     """v of the posterior ``N(A^-1 b, v^2 A^-1)``, >= 0: the reward noise std for the
     exact Bayesian posterior under a ``N(0, v^2/ridge I)`` prior (0: greedy)."""
-    ridge: float = 1.0
-    """Ridge regulariser lambda: each arm's ``A`` starts at ``lambda I``, > 0."""
-
-    def validate(self) -> LinearThompsonHParams:
-        return C.check_hparams(self)
 
 
 def _linear_thompson_act(key, stats: LinearStats, context, hp: LinearThompsonHParams):
@@ -369,7 +362,7 @@ class BanditAlgorithm(NamedTuple):
     """``(key, state, context (d,), hparams) -> action``, int32 scalar."""
     update: Callable[[Any, jax.Array, jax.Array, jax.Array, Any], Any]
     """``(state, context (d,), action, reward, hparams) -> state``."""
-    hparams: NamedTuple
+    hparams: H.HParams
     """The default hyperparameters; their type is the one ``run`` accepts."""
     contextual: bool = False
     """Needs ``ContextualBandit`` (it models rewards as linear in the context)."""
@@ -432,7 +425,7 @@ def unsupported_reason(algorithm: BanditAlgorithm, env: Environment, env_params:
 
 def make_run(
     algorithm: BanditAlgorithm, env: Environment, env_params: Any, num_steps: int
-) -> Callable[[jax.Array, NamedTuple], tuple[Any, dict[str, jax.Array]]]:
+) -> Callable[[jax.Array, H.HParams], tuple[Any, dict[str, jax.Array]]]:
     """``run(key, hparams) -> (final_state, metrics)``: one problem instance, ``num_steps`` pulls.
 
     ``env`` may be wrapped; the bare env (``env.unwrapped``) is stepped, so a time
@@ -447,7 +440,7 @@ def make_run(
         (float32, the env's pseudo-regret), ``reward`` (float32), ``action`` (int32)
         and ``optimal`` (bool, the action was an optimal arm).
     """
-    C.check_positive("make_run", num_steps=num_steps)
+    check_positive("make_run", num_steps=num_steps)
     reason = unsupported_reason(algorithm, env, env_params)
     if reason is not None:
         raise ValueError(reason)
@@ -456,7 +449,7 @@ def make_run(
     context_dim = bare.observation_space(env_params).shape[0]
     hparams_cls = type(algorithm.hparams)
 
-    def run(key: jax.Array, hparams: NamedTuple) -> tuple[Any, dict[str, jax.Array]]:
+    def run(key: jax.Array, hparams: H.HParams) -> tuple[Any, dict[str, jax.Array]]:
         if not isinstance(hparams, hparams_cls):
             raise TypeError(
                 f"{algorithm.name} takes {hparams_cls.__name__}, not {type(hparams).__name__}"

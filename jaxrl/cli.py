@@ -15,55 +15,14 @@ so each algorithm's flags are built only when asked for.
 from __future__ import annotations
 
 import dataclasses
-import importlib
 import json
 import sys
-import typing
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
 import numpy as np
 import tyro
-
-
-@dataclasses.dataclass(frozen=True)
-class Algo:
-    module: str
-    config: str
-    hparams: str
-    description: str
-    default_env: str = "gymnax:CartPole-v1"
-    config_defaults: tuple[tuple[str, Any], ...] = ()
-
-    def load(self):
-        """``(module, config class, hparams class, default config)``."""
-        module = importlib.import_module(self.module)
-        config_cls, hparams_cls = getattr(module, self.config), getattr(module, self.hparams)
-        return module, config_cls, hparams_cls, config_cls(**dict(self.config_defaults))
-
-
-_PENDULUM = "gymnax:Pendulum-v1"
-ALGOS = {
-    "ppo": Algo("jaxrl.agents.ppo", "PPOConfig", "PPOHParams", "proximal policy optimisation"),
-    "a2c": Algo("jaxrl.agents.a2c", "A2CConfig", "A2CHParams", "advantage actor-critic"),
-    "reinforce": Algo(
-        "jaxrl.agents.reinforce", "ReinforceConfig", "ReinforceHParams", "vanilla policy gradient"
-    ),
-    "trpo": Algo("jaxrl.agents.trpo", "TRPOConfig", "TRPOHParams", "trust-region policy opt."),
-    "dqn": Algo("jaxrl.agents.dqn", "DQNConfig", "DQNHParams", "deep Q-network (double, ...)"),
-    "pqn": Algo("jaxrl.agents.pqn", "PQNConfig", "PQNHParams", "parallel Q-learning, no replay"),
-    "sarsa": Algo(
-        "jaxrl.agents.pqn", "PQNConfig", "PQNHParams", "deep Expected SARSA (PQN's machinery)",
-        config_defaults=(("bootstrap", "expected"),),
-    ),
-    "sac": Algo("jaxrl.agents.sac", "SACConfig", "SACHParams", "soft actor-critic", _PENDULUM),
-    "td3": Algo("jaxrl.agents.td3", "TD3Config", "TD3HParams", "TD3 / DDPG", _PENDULUM),
-    "cem": Algo("jaxrl.agents.cem", "CEMConfig", "CEMHParams", "cross-entropy method"),
-    "q_learning": Algo(
-        "jaxrl.agents.tabular", "TabularConfig", "TabularHParams",
-        "tabular Q-learning / SARSA / Expected SARSA", "GridWorld-FourRooms",
-    ),
-}  # fmt: skip
 
 COMMANDS = {
     "train": "train an algorithm, many seeds in one compiled call (jaxrl train ALGO --help)",
@@ -79,24 +38,30 @@ COMMANDS = {
 }
 
 
-def _usage(prog: str, choices: dict[str, Any], what: str) -> str:
+def _usage(prog: str, choices: list[str], describe: Callable[[str], str], what: str) -> str:
     width = max(map(len, choices)) + 2
     lines = [f"usage: {prog} {what.upper()} [flags]", "", f"{what}s:"]
-    for name, text in choices.items():
-        lines.append(f"  {name:<{width}}{text if isinstance(text, str) else text.description}")
+    lines += [f"  {name:<{width}}{describe(name)}" for name in choices]
     return "\n".join(lines)
 
 
-def _pick(argv: list[str], choices: dict[str, Any], prog: str, what: str) -> str:
+def _pick(
+    argv: list[str], choices: list[str], describe: Callable[[str], str], prog: str, what: str
+) -> str:
     if not argv or argv[0] in ("-h", "--help"):
-        print(_usage(prog, choices, what))
+        print(_usage(prog, choices, describe, what))
         raise SystemExit(0 if argv else 2)
     if argv[0] not in choices:
-        print(
-            f"{prog}: unknown {what} {argv[0]!r}\n\n{_usage(prog, choices, what)}", file=sys.stderr
-        )
+        usage = _usage(prog, choices, describe, what)
+        print(f"{prog}: unknown {what} {argv[0]!r}\n\n{usage}", file=sys.stderr)
         raise SystemExit(2)
     return argv[0]
+
+
+def _describe_agent(name: str) -> str:
+    from jaxrl import agents
+
+    return agents.get(name).description
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -112,25 +77,21 @@ def main(argv: list[str] | None = None) -> None:
 
 def run(argv: list[str]) -> Any:
     """Run the command ``argv`` names and return its result (for tests and notebooks)."""
-    command = _pick(argv, COMMANDS, "jaxrl", "command")
+    from jaxrl import agents
+
+    command = _pick(argv, list(COMMANDS), COMMANDS.get, "jaxrl", "command")
     rest = argv[1:]
     if command in ("train", "sweep", "tune"):
-        name = _pick(rest, ALGOS, f"jaxrl {command}", "algorithm")
+        name = _pick(rest, agents.registered(), _describe_agent, f"jaxrl {command}", "algorithm")
         return {"train": train, "sweep": sweep, "tune": tune}[command](name, rest[1:])
     commands = {"eval": evaluate, "plot": plot, "render": render, "export": export}
     return (commands | {"serve": serve, "envs": list_envs, "presets": list_presets})[command](rest)
 
 
 def train(name: str, argv: list[str]) -> dict[str, Any]:
-    from jaxrl import experiment
+    from jaxrl import agents, experiment
 
-    algo = ALGOS[name]
-    module, config_cls, hparams_cls, default_config = algo.load()
-    return experiment.main(
-        name, config_cls, hparams_cls, module.make_train, module.make_policy,
-        default_env=algo.default_env, default_config=default_config, argv=argv,
-        prog=f"jaxrl train {name}",
-    )  # fmt: skip
+    return experiment.main(agents.get(name), argv=argv, prog=f"jaxrl train {name}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -181,44 +142,46 @@ def parse_grid(pairs: tuple[str, ...], flag: str) -> dict[str, list[Any]]:
 
 
 def _algo_args(name: str, argv: list[str], flags: type, command: str) -> tuple:
-    """``(module, config class, hparams class, preset, args)`` of ``jaxrl COMMAND
-    NAME argv``: ``flags``' fields plus the algorithm's config and hyperparameters,
-    parsed over the defaults of the preset that ``--preset`` and ``--env`` pick."""
-    from jaxrl import experiment
+    """``(agent, preset, args)`` of ``jaxrl COMMAND NAME argv``: ``flags``' fields plus
+    the agent's config and hyperparameters, parsed over the defaults of the preset that
+    ``--preset`` and ``--env`` pick."""
+    from jaxrl import agents, experiment
+    from jaxrl import hparams as H
 
-    algo = ALGOS[name]
-    module, config_cls, hparams_cls, default_config = algo.load()
+    agent = agents.get(name)
     preset, config, hparams = experiment.preset_defaults(
-        name, argv, algo.default_env, default_config, hparams_cls()
+        name, argv, agent.default_env, agent.Config(), agent.HParams()
     )
     args_cls = experiment.args_class(
-        name, config_cls, hparams_cls, algo.default_env, config, hparams, bases=(flags,)
+        name, agent.Config, agent.HParams, agent.default_env, config, hparams, bases=(flags,)
     )
-    args = tyro.cli(args_cls, args=argv, prog=f"jaxrl {command} {name}")
-    return module, config_cls, hparams_cls, preset, args
+    with H.unchecked():  # a bad value gets the one-line error, not tyro's box
+        args = tyro.cli(args_cls, args=argv, prog=f"jaxrl {command} {name}")
+    args.hparams.validate()
+    return agent, preset, args
 
 
 def sweep(name: str, argv: list[str]) -> Any:
     from jaxrl import experiment, parallel, rundir
 
-    module, _, _, preset, args = _algo_args(name, argv, SweepFlags, "sweep")
+    agent, preset, args = _algo_args(name, argv, SweepFlags, "sweep")
     parallel.prepare_process(args.cpu_devices, args.compile_cache)
     grid = parse_grid(args.grid, "--grid")
     env_grid = parse_grid(args.env_grid, "--env-grid")
     overrides = experiment.env_overrides(preset, args.env_param)
     config = experiment.space_defaults(args.config, args.env, overrides, argv, preset)
     with rundir.holding(args.out):  # one process at a time on a sweep directory
-        return _sweep_and_write(name, module, config, args, grid, env_grid, overrides, preset)
+        return _sweep_and_write(agent, config, args, grid, env_grid, overrides, preset)
 
 
-def _sweep_and_write(name, module, config, args, grid, env_grid, overrides, preset) -> Any:
+def _sweep_and_write(agent, config, args, grid, env_grid, overrides, preset) -> Any:
     from jaxrl import experiment
     from jaxrl import sweep as sweeps
 
     result = sweeps.sweep(
-        module.make_train, config, args.env, args.hparams, grid, args.num_seeds, args.seed,
+        agent.make_train, config, args.env, args.hparams, grid, args.num_seeds, args.seed,
         env_grid, args.batch_size, args.devices,
-        module.make_policy if args.eval_episodes else None, max(args.eval_episodes, 1),
+        agent.make_policy if args.eval_episodes else None, max(args.eval_episodes, 1),
         overrides,
     )  # fmt: skip
     result.save(args.out)
@@ -226,7 +189,7 @@ def _sweep_and_write(name, module, config, args, grid, env_grid, overrides, pres
     score = "eval_return" if args.eval_episodes else "final_return"
     points = result.table.groupby(swept, sort=False)[score] if swept else None
     summary = {
-        "algo": name,
+        "algo": agent.name,
         **result.info,
         "score": score,
         "points": _point_stats(points, swept) if swept else [],
@@ -282,7 +245,7 @@ def tune(name: str, argv: list[str]) -> dict[str, Any]:
     from jaxrl import experiment, parallel, presets, rundir
     from jaxrl import tune as tuning
 
-    module, config_cls, hparams_cls, preset, args = _algo_args(name, argv, TuneFlags, "tune")
+    agent, preset, args = _algo_args(name, argv, TuneFlags, "tune")
     parallel.prepare_process(None, args.compile_cache, every_core=False)  # tune: one device
     space = tuning.parse_space(args.space, args.hparams)
     if args.verify_seeds < 0:
@@ -291,7 +254,7 @@ def tune(name: str, argv: list[str]) -> dict[str, Any]:
     config = experiment.space_defaults(args.config, args.env, overrides, argv, preset)
     with rundir.holding(args.out):
         result = tuning.tune(
-            module.make_train, config, args.env, args.hparams, space, args.num_candidates,
+            agent.make_train, config, args.env, args.hparams, space, args.num_candidates,
             args.num_seeds, args.eta, args.rounds, args.seed, args.sampler, overrides,
         )  # fmt: skip
         table = result.table
@@ -299,7 +262,7 @@ def tune(name: str, argv: list[str]) -> dict[str, Any]:
         plot_tune(table, list(space), args.out / "tune.png")
         print(table.sort_values(f"score_round_{args.rounds - 1}", ascending=False)
               .head(10).to_string(index=False))  # fmt: skip
-        best = args.hparams._replace(**result.best)
+        best = args.hparams.replace(**result.best)
         command = "jaxrl tune " + " ".join([name, *argv])
         summary = {"algo": name, **result.info, "best": result.best, "command": command,
                    "preset": None if preset is None else preset.record(), "verified": None,
@@ -307,15 +270,15 @@ def tune(name: str, argv: list[str]) -> dict[str, Any]:
         print(f"best: {', '.join(f'{k}={v:.4g}' for k, v in result.best.items())}")
     if args.verify_seeds:  # a run directory of its own (it holds its own lock)
         verified = experiment.run(
-            name, module.make_train, config, best, args.env, args.verify_seeds,
-            args.seed + 1000, args.out / "verify", make_policy=module.make_policy,
+            name, agent.make_train, config, best, args.env, args.verify_seeds,
+            args.seed + 1000, args.out / "verify", make_policy=agent.make_policy,
             env_overrides=overrides, preset=preset,
         )  # fmt: skip
         summary["verified"] = {k: verified[k] for k in (
             "eval_return_mean", "eval_return_per_seed", "final_return_mean",
             "total_env_steps", "compile_seconds", "run_seconds")}  # fmt: skip
         entry = presets.entry(
-            name, args.env, config, best, config_cls(), hparams_cls(), overrides,
+            name, args.env, config, best, agent.Config(), agent.HParams(), overrides,
             source=f"found by `{command}` (successive halving over {sorted(space)}; "
             f"tune.csv beside it)", verified=verified,
         )  # fmt: skip
@@ -422,63 +385,15 @@ class EvalFlags:
     """Seed of the eval keys."""
 
 
-def load_run(run_dir: Path):
-    """``(name, module, config, hparams, summary, final_state)`` of a run directory: the
-    config rebuilt from summary.json, the final state restored from its checkpoints."""
-    import jax
-
-    import envs
-    from jaxrl import checkpoint
-
-    summary_path = run_dir / "summary.json"
-    if not summary_path.exists():
-        raise ValueError(f"{run_dir} is not a run directory: it has no summary.json")
-    summary = json.loads(summary_path.read_text())
-    name = summary["algo"]
-    if name not in ALGOS:
-        raise ValueError(f"{run_dir} holds a {name!r} run; jaxrl eval knows {sorted(ALGOS)}")
-    module, config_cls, hparams_cls, _ = ALGOS[name].load()
-    config = _rebuild(config_cls, summary["config"])
-    if getattr(config, "num_devices", 1) > 1:  # where it trained; restored onto one device
-        config = dataclasses.replace(config, num_devices=1)
-    hparams = hparams_cls(**summary["hparams"])
-    env, env_params = envs.make(summary["env"], **summary.get("env_overrides", {}))
-    trainer = module.make_train(config, env, env_params)
-    keys = jax.random.split(jax.random.key(summary["seed"]), summary["num_seeds"])
-    one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-    like = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=one),
-        jax.eval_shape(jax.vmap(trainer.init, in_axes=(0, None)), keys, hparams),
-    )
-    identity = checkpoint.run_identity(
-        name, summary["env"], env_params, config, hparams, summary["num_seeds"], summary["seed"]
-    )
-    identity["log_every"] = summary.get("log_every", 1)
-    ckpts = checkpoint.Checkpoints(run_dir / "checkpoints", identity)
-    update, state, _ = ckpts.restore(like)
-    return name, module, config, hparams, summary, state, update
-
-
-def _rebuild(cls: type, values: dict[str, Any]) -> Any:
-    """A config dataclass from its JSON: lists back to tuples where the field is a tuple."""
-    hints = typing.get_type_hints(cls)
-    fields = {}
-    for field in dataclasses.fields(cls):
-        if field.name in values:
-            value = values[field.name]
-            origin = typing.get_origin(hints[field.name])
-            fields[field.name] = tuple(value) if origin is tuple else value
-    return cls(**fields)
-
-
 def evaluate(argv: list[str]) -> dict[str, Any]:
-    from jaxrl import experiment
+    from jaxrl import experiment, rundir
 
     args = tyro.cli(EvalFlags, args=argv, prog="jaxrl eval")
-    name, module, config, _, summary, state, update = load_run(args.run_dir)
+    run = rundir.load_run(args.run_dir)
+    name, summary, update = run.agent.name, run.summary, run.update
     returns = experiment.evaluate_runs(
-        module.make_policy, config, summary["env"], summary.get("env_overrides"), state,
-        args.episodes, args.eval_seed, not args.stochastic,
+        run.agent.make_policy, run.config, summary["env"], summary.get("env_overrides"),
+        run.state, args.episodes, args.eval_seed, not args.stochastic,
     )  # fmt: skip
     low, high = experiment.bootstrap_ci(returns)
     result = {
@@ -545,15 +460,17 @@ def render(argv: list[str]) -> Path:
 
     import envs
     from jaxrl import render as rendering
+    from jaxrl import rundir
 
     args = tyro.cli(RenderFlags, args=argv, prog="jaxrl render")
-    name, module, config, _, summary, state, _ = load_run(args.run_dir)
-    if getattr(config, "gru_size", 0):
+    run = rundir.load_run(args.run_dir)
+    summary = run.summary
+    if run.agent.recurrent(run.config):
         raise ValueError("jaxrl render does not render recurrent (gru_size > 0) policies yet")
-    one = _seed(state, args.seed_index, summary)
+    one = _seed(run.state, args.seed_index, summary)
     overrides = summary.get("env_overrides", {})
     env, env_params = envs.make(summary["env"], **overrides)
-    act = module.make_policy(config, env, env_params, one, not args.stochastic)
+    act = run.agent.make_policy(run.config, env, env_params, one, not args.stochastic)
     path = rendering.render(
         summary["env"], act, jax.random.key(args.episode_seed),
         args.out or args.run_dir / "episode", overrides,
@@ -590,15 +507,17 @@ def export(argv: list[str]) -> Path:
 
     import envs
     from jaxrl import export as exporting
+    from jaxrl import rundir
 
     args = tyro.cli(ExportFlags, args=argv, prog="jaxrl export")
     if args.artifact.exists() and not args.overwrite:
         raise FileExistsError(f"{args.artifact} exists; pass --overwrite to replace it")
-    name, module, config, _, summary, state, _ = load_run(args.run_dir)
-    one = _seed(state, args.seed_index, summary)
+    run = rundir.load_run(args.run_dir)
+    summary = run.summary
+    one = _seed(run.state, args.seed_index, summary)
     env, env_params = envs.make(summary["env"], **summary.get("env_overrides", {}))
     path = exporting.export_agent(
-        module, config, env, env_params, one, args.artifact, summary["env"],
+        run.agent, run.config, env, env_params, one, args.artifact, summary["env"],
         deterministic=not args.stochastic, overwrite=args.overwrite,
     )  # fmt: skip
     print(f"wrote {path}")
@@ -629,12 +548,12 @@ def list_envs(argv: list[str]) -> list[str]:
 def list_presets(argv: list[str]) -> list[str]:
     """``jaxrl presets [ALGO ...]``: every preset (or those of the named algorithms)
     with the result it should reach and where it comes from."""
-    from jaxrl import presets
+    from jaxrl import agents, presets
 
-    unknown = [a for a in argv if a not in ALGOS]
+    unknown = [a for a in argv if a not in agents.registered()]
     if unknown:
-        print(f"jaxrl presets: unknown algorithm(s) {unknown}; allowed: {sorted(ALGOS)}",
-              file=sys.stderr)  # fmt: skip
+        print(f"jaxrl presets: unknown algorithm(s) {unknown}; allowed: "
+              f"{sorted(agents.registered())}", file=sys.stderr)  # fmt: skip
         raise SystemExit(2)
     chosen = [p for p in presets.all_presets() if not argv or p.algo in argv]
     for preset in chosen:

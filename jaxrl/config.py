@@ -17,7 +17,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from envs import wrappers
-from envs._validation import check_range
 from envs.core import Environment, Wrapper
 from envs.spaces import Box, Discrete
 from envs.vector import VecEnv
@@ -35,84 +34,15 @@ def check_choice(owner: str, name: str, value: Any, allowed: tuple) -> None:
         raise ValueError(f"{owner}.{name}={value!r} is not allowed; it must be one of {allowed}")
 
 
-HPARAM_RANGES: dict[str, tuple[float, float | None, bool, bool]] = {
-    # name: (low, high, low_open, high_open); None means unbounded
-    "lr": (0, None, True, False),
-    "vf_lr": (0, None, True, False),
-    "gamma": (0, 1, False, False),
-    "gae_lambda": (0, 1, False, False),
-    "clip_eps": (0, None, True, False),
-    "ent_coef": (0, None, False, False),
-    "vf_coef": (0, None, False, False),
-    "max_grad_norm": (0, None, True, False),
-    "max_kl": (0, None, True, False),
-    "damping": (0, None, False, False),
-    "tau": (0, 1, True, False),
-    "td_lambda": (0, 1, False, False),
-    "eps_start": (0, 1, False, False),
-    "eps_end": (0, 1, False, False),
-    "eps_decay_fraction": (0, 1, True, False),
-    "huber_delta": (0, None, True, False),
-    "priority_beta": (0, 1, False, False),
-    "alpha": (0, None, True, False),
-    "exploration_noise": (0, None, False, False),
-    "target_noise": (0, None, False, False),
-    "target_noise_clip": (0, None, False, False),
-    "init_std": (0, None, True, False),
-    "extra_std": (0, None, False, False),
-    "extra_decay_fraction": (0, None, True, False),
-    "smoothing": (0, 1, True, False),
-    "eps_decay": (0, 1, True, False),
-    "ucb_scale": (0, None, False, False),
-    "prior_alpha": (0, None, True, False),
-    "prior_beta": (0, None, True, False),
-    "prior_std": (0, None, True, False),
-    "noise_std": (0, None, True, False),
-    "ridge": (0, None, True, False),
-    "posterior_scale": (0, None, False, False),
-    "reward_scale": (0, None, True, False),
-}
-"""The allowed range of every hyperparameter name any agent uses, written once."""
-
-
-def check_hparams(hparams: NamedTuple) -> NamedTuple:
-    """Check hyperparameter values against ``HPARAM_RANGES``; returns ``hparams``.
-
-    Concrete values are checked here. Traced ones (``jit(vmap(train))(keys, hp)``,
-    the Python route, where the values only exist when the program runs) are
-    checked by a ``jax.debug.callback`` when it runs: a bad value then raises, in
-    the first moments of the run, a ``JaxRuntimeError`` carrying the same
-    ``ValueError``. A field without a range is a bug in the agent, reported as such."""
-    owner = type(hparams).__name__
-    traced = {}
-    for name, value in hparams._asdict().items():
-        if name not in HPARAM_RANGES:
-            raise TypeError(f"{owner}.{name} has no range in jaxrl.config.HPARAM_RANGES")
-        if isinstance(value, jax.core.Tracer):
-            traced[name] = value
-        else:
-            _check_hparam(owner, name, value)
-    if traced:
-        jax.debug.callback(
-            lambda values: [_check_hparam(owner, k, np.asarray(v)) for k, v in values.items()],
-            traced,
-        )
-    return hparams
-
-
-def _check_hparam(owner: str, name: str, value: Any) -> None:
-    low, high, low_open, high_open = HPARAM_RANGES[name]
-    check_range(owner, name, value, low, high, low_open=low_open, high_open=high_open)
-
-
 @dataclasses.dataclass(frozen=True)
 class StepsConfig:
     """The loop fields of every learner that steps a batch of envs, and their checks.
 
     Subclasses (frozen dataclasses too) add their own fields, redeclare a field to
-    change its default, and put their own checks in ``check``; a bad value raises a
-    ``ValueError`` naming the config, the field and what is allowed when the config
-    is built, before anything compiles.
+    change its default, and extend ``check`` with the checks of their fields, calling
+    ``super().check()`` first (a cooperative chain: each level checks its own fields,
+    the most basic first); a bad value raises a ``ValueError`` naming the config, the
+    field and what is allowed when the config is built, before anything compiles.
     """
 
     num_envs: int = 8
@@ -125,11 +55,10 @@ class StepsConfig:
     """Resets computed per step when few episodes end (see envs.vector.VecEnv); None: all."""
 
     def __post_init__(self):
-        self.check_steps()
         self.check()
 
-    def check_steps(self) -> None:
-        """The checks of the fields above."""
+    def check(self) -> None:
+        """The checks of the fields above; subclasses extend it (see the class)."""
         owner = type(self).__name__
         sizes = {"num_envs": self.num_envs, "rollout_len": self.rollout_len}
         check_positive(owner, **sizes, total_steps=self.total_steps)
@@ -138,11 +67,6 @@ class StepsConfig:
                 f"{owner}.total_steps={self.total_steps} is less than one rollout "
                 f"(num_envs * rollout_len = {self.batch_size})"
             )
-        if isinstance(self, SplitEnvs):
-            self.check_devices()
-
-    def check(self) -> None:
-        """The subclass's own checks (override)."""
 
     def check_divides(self, name: str, samples: int, what: str) -> None:
         """``getattr(self, name)`` must divide ``samples`` (described as ``what``)."""
@@ -163,14 +87,16 @@ class StepsConfig:
 
 
 @dataclasses.dataclass(frozen=True)
-class SplitEnvs:
+class SplitEnvs(StepsConfig):
     """The field of agents that can split each run's envs over devices (data
-    parallel, ``jaxrl.parallel.EnvShards``); mixed into their config."""
+    parallel, ``jaxrl.parallel.EnvShards``); a second base of their config, e.g.
+    ``PPOConfig(AgentConfig, SplitEnvs)``."""
 
     num_devices: int = 1
     """Devices each run's envs are split over (data parallel); must divide num_envs."""
 
-    def check_devices(self) -> None:
+    def check(self) -> None:
+        super().check()
         owner = type(self).__name__
         check_positive(owner, num_devices=self.num_devices)
         if self.num_envs % self.num_devices:
@@ -214,13 +140,8 @@ class AgentConfig(StepsConfig):
     normalize_obs: bool = False
     """Running mean/variance observation normalisation."""
 
-    def __post_init__(self):
-        self.check_rollout()
-        self.check()
-
-    def check_rollout(self) -> None:
-        """The checks of the fields above and of ``StepsConfig``'s."""
-        self.check_steps()
+    def check(self) -> None:
+        super().check()
         owner = type(self).__name__
         check_choice(owner, "activation", self.activation, ("tanh", "relu", "gelu", "silu"))
         check_choice(owner, "torso", self.torso, ("mlp", "cnn"))
@@ -249,13 +170,8 @@ class ReplayConfig(AgentConfig):
     gradient_steps: int = 1
     """Gradient steps per update."""
 
-    def __post_init__(self):
-        self.check_rollout()
-        self.check_replay()
-        self.check()
-
-    def check_replay(self) -> None:
-        """The checks of the replay fields."""
+    def check(self) -> None:
+        super().check()
         owner = type(self).__name__
         check_positive(
             owner,
@@ -296,8 +212,8 @@ class ActorCriticReplayConfig(ReplayConfig):
     """Critics whose minimum is the value estimate (2: clipped double Q; 1: one critic,
     as in DDPG)."""
 
-    def check_replay(self) -> None:
-        super().check_replay()
+    def check(self) -> None:
+        super().check()
         check_positive(type(self).__name__, num_critics=self.num_critics)
 
 

@@ -16,6 +16,17 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
+from envs.core import Wrapper
+from envs.wrappers import TimeLimit
+
+
+def episode_limit(env: Any, env_params: Any) -> int:
+    """The longest episode of ``env``: its ``TimeLimit``, or gymnax's own limit param."""
+    limit = env.find(TimeLimit) if isinstance(env, Wrapper) else None
+    if limit is not None:
+        return limit.max_episode_steps
+    return int(env_params.max_steps_in_episode)
+
 
 def evaluate(
     env: Any,

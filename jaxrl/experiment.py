@@ -25,7 +25,9 @@ import numpy as np
 
 import envs
 from jaxrl import checkpoint, distributed, loggers, parallel, presets, rundir, training
-from jaxrl.evaluate import evaluate
+from jaxrl import hparams as H
+from jaxrl.agents import Agent
+from jaxrl.evaluate import episode_limit, evaluate
 from jaxrl.progress import Progress
 from jaxrl.provenance import machine
 
@@ -124,14 +126,6 @@ def plot_curve(curve: np.ndarray, steps_per_update: int, title: str, path: Path)
     ax.legend(loc="lower right")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-
-
-def episode_limit(env: Any, env_params: Any) -> int:
-    """The longest episode of ``env``: its ``TimeLimit``, or gymnax's own limit param."""
-    limit = env.find(envs.wrappers.TimeLimit) if isinstance(env, envs.Wrapper) else None
-    if limit is not None:
-        return limit.max_episode_steps
-    return int(env_params.max_steps_in_episode)
 
 
 def evaluate_runs(
@@ -279,7 +273,7 @@ def run(
         wandb_config = {
             "algo": algo, "env": env_name, "env_overrides": env_overrides or {},
             "num_seeds": num_seeds, "seed": seed, "config": dataclasses.asdict(config),
-            "hparams": {k: float(v) for k, v in hparams._asdict().items()},
+            "hparams": {k: float(v) for k, v in hparams.asdict().items()},
         }  # fmt: skip
         logs.append(loggers.WandbLogger(project=wandb_project, config=wandb_config, dir=out))
     bar = Progress(
@@ -289,7 +283,7 @@ def run(
         "algo": algo, "env": env_name, "env_overrides": env_overrides or {},
         "num_seeds": num_seeds, "seed": seed, "log_every": log_every,
         "config": dataclasses.asdict(config),
-        "hparams": {k: float(v) for k, v in hparams._asdict().items()},
+        "hparams": {k: float(v) for k, v in hparams.asdict().items()},
         "preset": None if preset is None else preset.record(),
     }  # fmt: skip
     with bar, contextlib.ExitStack() as closing:
@@ -515,38 +509,33 @@ def space_defaults(
 
 
 def main(
-    algo: str,
-    config_cls: type,
-    hparams_cls: type,
-    make_train: Callable,
-    make_policy: Callable,
-    default_env: str = RunArgs.env,
+    agent: Agent,
     extra_summary: Callable[..., dict[str, Any]] | None = None,
-    default_config: Any = None,
     argv: list[str] | None = None,
     prog: str | None = None,
 ) -> dict[str, Any]:
-    """The command line of ``experiments/<algo>.py`` and ``jaxrl train <algo>``: the run
-    flags above plus every config field and hyperparameter as a flag, then ``run``
-    (``extra_summary`` as there). ``argv`` None: ``sys.argv``, with errors reported as
-    one line and an exit code (``clean_errors``); given, errors raise."""
+    """The command line of ``experiments/<algo>.py`` and ``jaxrl train <algo>`` for
+    ``agent`` (its record, e.g. ``jaxrl.agents.ppo.AGENT``): the run flags above plus
+    every config field and hyperparameter as a flag, then ``run`` (``extra_summary`` as
+    there). ``argv`` None: ``sys.argv``, with errors reported as one line and an exit
+    code (``clean_errors``); given, errors raise."""
     import tyro
 
     if argv is None:  # a script's command line: errors as one line (clean_errors)
         argv = sys.argv[1:]
         prog = prog or Path(sys.argv[0]).name
         with clean_errors(prog, argv):
-            return main(
-                algo, config_cls, hparams_cls, make_train, make_policy, default_env,
-                extra_summary, default_config, pop_debug(argv), prog,
-            )  # fmt: skip
+            return main(agent, extra_summary, pop_debug(argv), prog)
+    algo = agent.name
     preset, config, hparams = preset_defaults(
-        algo, argv, default_env, default_config or config_cls(), hparams_cls()
+        algo, argv, agent.default_env, agent.Config(), agent.HParams()
     )
-    args_cls = args_class(algo, config_cls, hparams_cls, default_env, config, hparams)
-    args = tyro.cli(
-        args_cls, args=argv, prog=prog, description=f"Train {algo} on a registered environment."
-    )
+    args_cls = args_class(algo, agent.Config, agent.HParams, agent.default_env, config, hparams)
+    with H.unchecked():  # a bad value gets the one-line error below, not tyro's box
+        args = tyro.cli(
+            args_cls, args=argv, prog=prog, description=f"Train {algo} on a registered environment."
+        )
+    args.hparams.validate()
     distributed_run = args.distributed or args.coordinator is not None
     parallel.prepare_process(args.cpu_devices, args.compile_cache, every_core=not distributed_run)
     if distributed_run:
@@ -554,8 +543,8 @@ def main(
     overrides = env_overrides(preset, args.env_param)
     config = space_defaults(args.config, args.env, overrides, argv, preset)
     return run(
-        algo, make_train, config, args.hparams, args.env, args.num_seeds, args.seed, args.out,
-        make_policy=make_policy, devices=args.devices, extra_summary=extra_summary,
+        algo, agent.make_train, config, args.hparams, args.env, args.num_seeds, args.seed,
+        args.out, make_policy=agent.make_policy, devices=args.devices, extra_summary=extra_summary,
         env_overrides=overrides, checkpoint_every=args.checkpoint_every,
         max_to_keep=args.max_to_keep, stop_after=args.stop_after, log_every=args.log_every,
         tensorboard=args.tensorboard, wandb_project=args.wandb_project, preset=preset,

@@ -48,13 +48,16 @@ import shutil
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from jaxrl import __version__ as jaxrl_version
+
+if TYPE_CHECKING:  # loading an artifact imports no training code (jaxrl.agents)
+    from jaxrl.agents import Agent
 
 FORMAT = "jaxrl-policy"
 FORMAT_VERSION = 1
@@ -237,7 +240,7 @@ def _check_output(exported: jax.export.Exported, action: Mapping[str, Any]) -> N
 
 
 def export_agent(
-    algo: Any,
+    agent: Agent,
     config: Any,
     env: Any,
     env_params: Any,
@@ -250,10 +253,10 @@ def export_agent(
     platforms: Sequence[str] = DEFAULT_PLATFORMS,
     overwrite: bool = False,
 ) -> Path:
-    """Export an agent's trained policy (``algo.make_policy``) to ``path``.
+    """Export an agent's trained policy (``agent.make_policy``) to ``path``.
 
     Args:
-        algo: the agent module, e.g. ``jaxrl.agents.ppo``.
+        agent: the agent's record, e.g. ``jaxrl.agents.ppo.AGENT``.
         config, env, env_params: what the agent was trained with.
         state: one seed's training state (index a seed-vmapped state first).
         path: the artifact directory to create.
@@ -264,15 +267,13 @@ def export_agent(
     Returns:
         ``path``.
     """
-    name = algo.__name__.rsplit(".", 1)[-1]
-    if not hasattr(algo, "make_policy"):
-        raise ValueError(f"agent {name!r} has no make_policy, so it has no policy to export")
-    if getattr(config, "gru_size", 0):
+    name = agent.name
+    if agent.recurrent(config):
         raise ValueError(
             f"{name} with gru_size={config.gru_size} is recurrent; exporting recurrent "
             "policies is not supported yet"
         )
-    act = algo.make_policy(config, env, env_params, state, deterministic)
+    act = agent.make_policy(config, env, env_params, state, deterministic)
     return export_policy(
         act,
         env.observation_space(env_params),

@@ -322,7 +322,7 @@ class ActorCritic(nn.Module):
     state_std: bool = False  # GaussianHead's
 
     def setup(self):
-        make = lambda sizes: torso(self.torso_kind, sizes, self.activation, self.obs_ndim)  # noqa: E731
+        make = lambda sizes: torso(self.torso_kind, sizes, self.activation, self.obs_ndim)
         self.actor_torso = make(self.hidden_sizes)
         self.critic_torso = make(self.value_hidden_sizes or self.hidden_sizes)
         if self.discrete:

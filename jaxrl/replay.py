@@ -152,7 +152,7 @@ def gradient_steps(
 
     def learn():
         keys = jax.random.split(key, num_steps)
-        body = lambda c, xs: gradient_step(c, *xs)  # noqa: E731
+        body = lambda c, xs: gradient_step(c, *xs)
         carry_out, stats = jax.lax.scan(body, carry, (keys, steps))
         return carry_out, jax.tree.map(lambda x: x.mean(0), stats)
 

@@ -129,3 +129,9 @@ def n_step_returns(r_t, terminated_t, truncated_t, v_next_t, gamma, n: int):
         follow = continue_t * (1.0 - last)
         g = r_t + discount_t * (follow * g_shifted + (1.0 - follow) * v_next_t)
     return g
+
+
+def standardize(advantages: jax.Array) -> jax.Array:
+    """Advantages scaled to zero mean and unit standard deviation (over every element;
+    1e-8 guards a constant batch), as PPO, TRPO and REINFORCE normalise them."""
+    return (advantages - advantages.mean()) / (advantages.std() + 1e-8)

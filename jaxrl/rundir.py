@@ -1,4 +1,5 @@
-"""One process at a time per run directory: ``lock(out)``.
+"""Run directories: one process at a time on each (``lock(out)``), and a finished
+run loaded back into Python (``load_run(out)``, also ``jaxrl.load_run``).
 
 Two processes training into the same ``--out`` used to interleave their
 checkpoints (one could delete a checkpoint the other was about to restore) and
@@ -22,12 +23,14 @@ local and NFSv3+ file systems and leaves a readable record of the owner.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 import inspect
 import json
 import os
 import socket
 import time
+import typing
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
@@ -129,3 +132,79 @@ def locks(argument: str) -> Callable[[Callable[..., T]], Callable[..., T]]:
         return wrapper
 
     return decorate
+
+
+class Run(typing.NamedTuple):
+    """A finished (or stopped) run, loaded by ``load_run``."""
+
+    agent: Any
+    """Its agent's record (``jaxrl.agents.Agent``): ``make_policy``, ``make_train``..."""
+    config: Any
+    """The config it trained with (on one device, whatever it trained on)."""
+    hparams: Any
+    """Its hyperparameters."""
+    summary: dict[str, Any]
+    """``summary.json``."""
+    state: Any
+    """The newest checkpoint's training state, every seed (leading axis ``num_seeds``)."""
+    update: int
+    """The update that checkpoint was written after."""
+
+
+def load_run(run_dir: str | Path) -> Run:
+    """A run directory written by ``jaxrl train`` or an ``experiments/`` script, loaded:
+    the agent, the config and hyperparameters rebuilt from ``summary.json``, and the
+    state of its newest checkpoint, restored onto one device. E.g. the greedy policy
+    of seed 0::
+
+        run = jaxrl.load_run("runs/ppo-cartpole")
+        seed0 = jax.tree.map(lambda x: x[0], run.state)
+        act = run.agent.make_policy(run.config, env, env_params, seed0, True)
+    """
+    import jax
+
+    import envs
+    from jaxrl import agents, checkpoint
+
+    run_dir = Path(run_dir)
+    summary_path = run_dir / "summary.json"
+    if not summary_path.exists():
+        raise ValueError(f"{run_dir} is not a run directory: it has no summary.json")
+    summary = json.loads(summary_path.read_text())
+    name = summary["algo"]
+    if name not in agents.registered():
+        raise ValueError(
+            f"{run_dir} holds a {name!r} run; jaxrl knows {sorted(agents.registered())}"
+        )
+    agent = agents.get(name)
+    config = _rebuild(agent.Config, summary["config"])
+    if getattr(config, "num_devices", 1) > 1:  # where it trained; restored onto one device
+        config = dataclasses.replace(config, num_devices=1)
+    hparams = agent.HParams(**summary["hparams"])
+    env, env_params = envs.make(summary["env"], **summary.get("env_overrides", {}))
+    trainer = agent.make_train(config, env, env_params)
+    keys = jax.random.split(jax.random.key(summary["seed"]), summary["num_seeds"])
+    one = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+    like = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=one),
+        jax.eval_shape(jax.vmap(trainer.init, in_axes=(0, None)), keys, hparams),
+    )
+    identity = checkpoint.run_identity(
+        name, summary["env"], env_params, config, hparams, summary["num_seeds"], summary["seed"]
+    )
+    identity["log_every"] = summary.get("log_every", 1)
+    ckpts = checkpoint.Checkpoints(run_dir / "checkpoints", identity)
+    update, state, _ = ckpts.restore(like)
+    return Run(agent, config, hparams, summary, state, update)
+
+
+def _rebuild(cls: type, values: dict[str, Any]) -> Any:
+    """A config dataclass from its JSON: lists back to tuples where the field is a tuple."""
+    hints = typing.get_type_hints(cls)
+    fields = {}
+    for field in dataclasses.fields(cls):
+        if field.name in values:
+            value = values[field.name]
+            origin = typing.get_origin(hints[field.name])
+            fields[field.name] = tuple(value) if origin is tuple else value
+    return cls(**fields)

@@ -36,7 +36,7 @@ import numpy as np
 
 import envs
 from jaxrl import experiment, parallel, training
-from jaxrl.evaluate import evaluate
+from jaxrl.evaluate import episode_limit, evaluate
 
 
 def grid_rows(grid: dict[str, Sequence[Any]]) -> list[dict[str, Any]]:
@@ -49,17 +49,15 @@ def grid_rows(grid: dict[str, Sequence[Any]]) -> list[dict[str, Any]]:
 
 
 def stack_hparams(base: Any, rows: list[dict[str, Any]]) -> Any:
-    """``base`` (an agent's hyperparameter NamedTuple) with one row per point, each
-    validated: a NamedTuple of ``[len(rows)]`` arrays."""
-    unknown = {name for row in rows for name in row} - set(base._fields)
+    """``base`` (an agent's hyperparameters) with one row per point, each checked:
+    hyperparameters of ``[len(rows)]`` arrays."""
+    unknown = {name for row in rows for name in row} - set(base.fields())
     if unknown:
         raise ValueError(
             f"{sorted(unknown)} are not hyperparameters of {type(base).__name__}; "
-            f"it has {list(base._fields)}"
+            f"it has {list(base.fields())}"
         )
-    points = [base._replace(**row) for row in rows]
-    for point in points:
-        point.validate()
+    points = [base.replace(**row) for row in rows]  # each checked as it is built
     return jax.tree.map(lambda *xs: jnp.asarray(xs, jnp.float32), *points)
 
 
@@ -173,7 +171,7 @@ def sweep(
         out = {"metrics": metrics}
         if make_policy is not None:
             act = make_policy(config, env, params, final_state, True)
-            limit = experiment.episode_limit(eval_env, params)
+            limit = episode_limit(eval_env, params)
             out["eval_return"] = evaluate(
                 eval_env, params, act, eval_key, eval_episodes, limit
             ).mean()
@@ -213,7 +211,7 @@ def sweep(
         "compile_seconds": compile_seconds,
         "run_seconds": run_seconds,
         "config": dataclasses.asdict(config),
-        "hparams": {k: float(v) for k, v in hparams._asdict().items()},
+        "hparams": {k: float(v) for k, v in hparams.asdict().items()},
         **experiment.machine(),
     }
     return SweepResult(table, curves, info)

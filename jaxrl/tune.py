@@ -105,7 +105,7 @@ it changes the objective itself."""
 def parse_space(pairs: tuple[str, ...], hparams: Any) -> dict[str, Dim]:
     """``("lr=log:1e-4:3e-3", "clip_eps")`` -> the searched dims: a bare name takes
     ``DEFAULT_SPACE``'s range; no pairs: ``TUNED_BY_DEFAULT`` among ``hparams``' fields."""
-    fields = hparams._fields
+    fields = hparams.fields()
     if not pairs:
         return {name: DEFAULT_SPACE[name] for name in TUNED_BY_DEFAULT if name in fields}
     space = {}

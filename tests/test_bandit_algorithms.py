@@ -174,7 +174,10 @@ def test_vmap_over_hparams_equals_single_runs():
     env, params = envs.make("Bandit-Bernoulli", raw=True)
     run = jax.vmap(B.make_run(B.EPSILON_GREEDY, env, params, 100), in_axes=(0, None))
     keys = jax.random.split(jax.random.key(3), 4)
-    settings = [B.EpsilonGreedyHParams(0.9, 0.05, 0.97), B.EpsilonGreedyHParams(0.2, 0.2, 1.0)]
+    settings = [
+        B.EpsilonGreedyHParams(eps_start=0.9, eps_end=0.05, eps_decay=0.97),
+        B.EpsilonGreedyHParams(eps_start=0.2, eps_end=0.2, eps_decay=1.0),
+    ]
     stacked = jax.tree.map(lambda *x: jnp.array(x), *settings)
     _, swept = jax.jit(jax.vmap(run, in_axes=(None, 0)))(keys, stacked)
     single = jax.jit(run)
@@ -222,6 +225,8 @@ def test_run_rejects_bad_hparams_before_tracing():
     with pytest.raises(ValueError, match=r"UCB1HParams\.ucb_scale=-1.0 is not allowed"):
         run(key, B.UCB1HParams(ucb_scale=-1.0))
     with pytest.raises(ValueError, match=r"BetaThompsonHParams\.prior_alpha=0.0 is not allowed"):
-        B.make_run(B.BETA_THOMPSON, env, params, 10)(key, B.BetaThompsonHParams(0.0, 1.0))
+        B.make_run(B.BETA_THOMPSON, env, params, 10)(
+            key, B.BetaThompsonHParams(prior_alpha=0.0, prior_beta=1.0)
+        )
     with pytest.raises(TypeError, match="ucb1 takes UCB1HParams, not LinUCBHParams"):
         run(key, B.LinUCBHParams())

@@ -138,7 +138,7 @@ def test_regret_nonnegative_and_zero_for_optimal_arm(rollouts, name, seed, actio
 def test_info_structure_identical_after_reset_and_step(rollouts, name):
     env, params, rollout = rollouts[name]
     first, ts, _ = rollout(jax.random.key(0), jnp.zeros(T, jnp.int32), jnp.zeros(T, bool))
-    structure = lambda t: jax.tree.map(lambda x: (x.shape, x.dtype), t)  # noqa: E731
+    structure = lambda t: jax.tree.map(lambda x: (x.shape, x.dtype), t)
     step0 = jax.tree.map(lambda x: x[0], ts)
     assert structure(first) == structure(step0)
     assert set(first.info) == {"regret", "optimal_action", "mean_reward"}
@@ -172,7 +172,7 @@ def pull_all_arms():
             state, _ = env.reset(reset_key, params)
             arms = jnp.arange(params.num_arms)
             keys = jax.random.split(key, (params.num_arms, PULLS))
-            step = lambda k, a: env.step(k, state, a, params)[1].reward  # noqa: E731
+            step = lambda k, a: env.step(k, state, a, params)[1].reward
             rewards = jax.vmap(jax.vmap(step, (0, None)), (0, 0))(keys, arms)
             return state.means, rewards
 
@@ -226,7 +226,7 @@ def test_vmap_over_traced_params():
         means=jnp.array([[0.0, 1.0], [0.0, 1.0]]),
     )
     state, _ = env.reset(jax.random.key(0), params)
-    step = lambda p: env.step(jax.random.key(1), state, 1, p)[1].reward  # noqa: E731
+    step = lambda p: env.step(jax.random.key(1), state, 1, p)[1].reward
     rewards = jax.vmap(step)(batch)
     # An all-zeros in_axes spec (int placeholders) passes validation too.
     in_axes = jax.tree.map(lambda _: 0, batch)

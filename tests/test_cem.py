@@ -9,8 +9,7 @@ import pytest
 
 import envs
 from jaxrl.agents import cem
-from jaxrl.evaluate import evaluate
-from jaxrl.experiment import episode_limit
+from jaxrl.evaluate import episode_limit, evaluate
 
 
 @pytest.mark.parametrize("jit", [False, True])
@@ -131,7 +130,7 @@ def test_hyperparameter_sweep_is_one_vmap_equal_to_single_runs():
     for i, hp in enumerate(rows):
         want = single(key, hp)
         got = jax.tree.map(lambda x, i=i: x[i], (state.params, state.std, metrics))
-        close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)  # noqa: E731
+        close = lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
         jax.tree.map(close, got, (want[0].params, want[0].std, want[1]))
 
 

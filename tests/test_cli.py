@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import envs
+import jaxrl
 from jaxrl import checkpoint, cli, experiment
 from jaxrl.agents import ppo
 from jaxrl.export import load_policy
@@ -45,7 +46,8 @@ def test_eval_restores_the_final_policies_and_uses_the_same_keys_for_every_seed(
     assert json.loads((run_dir / "eval.json").read_text()) == result
     # The same numbers as evaluating the restored final state here, with eval seed 12345
     # (that the restored state is the trained one, bit for bit, is tested below).
-    _, _, config, _, _, state, _ = cli.load_run(run_dir)
+    run = jaxrl.load_run(run_dir)
+    config, state = run.config, run.state
     expected = experiment.evaluate_runs(ppo.make_policy, config, ENV, {}, state, 8, 12345)
     np.testing.assert_allclose(result["return_per_seed"], expected, rtol=1e-6)
 
@@ -57,7 +59,9 @@ def test_plot_and_export_from_the_run_directory(run_dir, tmp_path):
 
     artifact = cli.run(["export", str(run_dir), str(tmp_path / "policy"), "--seed-index", "1"])
     policy = load_policy(artifact)
-    _, _, config, hparams, summary, state, _ = cli.load_run(run_dir)
+    run = jaxrl.load_run(run_dir)
+    assert run.agent is ppo.AGENT and run.update == 8 and run.summary["algo"] == "ppo"
+    config, state = run.config, run.state
     env, params = envs.make(ENV)
     one = jax.tree.map(lambda x: x[1], state)
     act = ppo.make_policy(config, env, params, one, True)
@@ -82,8 +86,7 @@ def test_a_stopped_run_resumes_and_a_finished_one_is_not_overwritten(run_dir, tm
     second = cli.run(flags)
     assert second["complete"] and second["resumed_from_update"] == 4
     # Resumed in chunks, it ends where the one-call run of the fixture ended.
-    _, _, _, _, _, resumed, _ = cli.load_run(out)
-    _, _, _, _, _, whole, _ = cli.load_run(run_dir)
+    resumed, whole = jaxrl.load_run(out).state, jaxrl.load_run(run_dir).state
     for a, b in zip(
         jax.tree.leaves(checkpoint.plain(resumed)),
         jax.tree.leaves(checkpoint.plain(whole)),

@@ -205,7 +205,7 @@ def test_info_structure_is_identical_after_reset_and_step():
     key = jax.random.key(0)
     state, reset_ts = env.reset(key, params)
     _, step_ts = env.step(key, state, 0, params)
-    shapes = lambda t: jax.tree.map(lambda x: (jnp.shape(x), jnp.asarray(x).dtype), t)  # noqa: E731
+    shapes = lambda t: jax.tree.map(lambda x: (jnp.shape(x), jnp.asarray(x).dtype), t)
     assert shapes(reset_ts) == shapes(step_ts)
 
 

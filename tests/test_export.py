@@ -26,25 +26,25 @@ REPLAY = dict(num_envs=2, total_steps=64, buffer_size=64, minibatch_size=8, lear
 CASES = {
     # name: (agent, config, hyperparameters, env name)
     "ppo-discrete": (
-        ppo,
+        ppo.AGENT,
         ppo.PPOConfig(num_envs=2, rollout_len=8, total_steps=16, normalize_obs=True),
         ppo.PPOHParams(),
         "gymnax:CartPole-v1",
     ),
     "ppo-continuous": (
-        ppo,
+        ppo.AGENT,
         ppo.PPOConfig(num_envs=2, rollout_len=8, total_steps=16, hidden_sizes=(32, 32)),
         ppo.PPOHParams(),
         "gymnax:Pendulum-v1",
     ),
     "dqn": (
-        dqn,
+        dqn.AGENT,
         dqn.DQNConfig(**REPLAY, hidden_sizes=(32, 32)),
         dqn.DQNHParams(),
         "gymnax:CartPole-v1",
     ),
     "sac": (
-        sac,
+        sac.AGENT,
         sac.SACConfig(**REPLAY, hidden_sizes=(32, 32)),
         sac.SACHParams(),
         "gymnax:Pendulum-v1",
@@ -303,7 +303,7 @@ def test_recurrent_agents_are_refused(tmp_path):
     env, env_params = envs.make("gymnax:CartPole-v1")
     config = ppo.PPOConfig(num_envs=2, rollout_len=8, total_steps=16, num_minibatches=1, gru_size=8)
     with pytest.raises(ValueError, match="gru_size=8 is recurrent"):
-        export.export_agent(ppo, config, env, env_params, None, tmp_path / "p", "CartPole")
+        export.export_agent(ppo.AGENT, config, env, env_params, None, tmp_path / "p", "CartPole")
 
 
 def test_corrupt_or_foreign_artifacts_are_refused(cartpole, tmp_path):

@@ -7,18 +7,18 @@ import pytest
 import tyro
 
 import envs
-from jaxrl import cli, experiment, presets
+from jaxrl import agents, cli, experiment, presets
 
 
 @pytest.mark.parametrize("preset", presets.all_presets(), ids=lambda p: p.name)
 def test_every_preset_applies_to_its_algorithm(preset):
-    assert preset.algo in cli.ALGOS, preset.algo
-    _, config_cls, hparams_cls, default_config = cli.ALGOS[preset.algo].load()
-    config, hparams = preset.apply(default_config, hparams_cls())  # __post_init__ validates
+    assert preset.algo in agents.registered(), preset.algo
+    agent = agents.get(preset.algo)
+    config, hparams = preset.apply(agent.Config(), agent.HParams())  # __post_init__ validates
     for name, value in preset.config.items():
         got = getattr(config, name)
         assert got == (tuple(value) if isinstance(value, list) else value), name
-    assert hparams.validate() == hparams._replace(**preset.hparams)
+    assert hparams.validate() == hparams.replace(**preset.hparams)
     low, high = preset.result["spread"]
     assert low <= preset.result["mean"] <= high and preset.result["seeds"] >= 4
     assert preset.result["command"].startswith(f"jaxrl train {preset.algo} --env {preset.env}")
@@ -33,17 +33,17 @@ def test_choose_auto_none_and_by_name():
     assert presets.choose(preset.algo, "Probe-1", preset.name) is preset
     with pytest.raises(ValueError, match="--preset 'nope' is not allowed; it must be 'auto'"):
         presets.choose(preset.algo, preset.env, "nope")
-    other = next(a for a in cli.ALGOS if a != preset.algo)
+    other = next(a for a in agents.registered() if a != preset.algo)
     with pytest.raises(ValueError, match=f"is for {preset.algo}, not {other}"):
         presets.choose(other, preset.env, preset.name)
 
 
 def test_unknown_fields_are_refused_with_the_allowed_ones():
     preset = presets.all_presets()[0]
-    _, config_cls, hparams_cls, default_config = cli.ALGOS[preset.algo].load()
+    agent = agents.get(preset.algo)
     bad = presets.Preset(preset.algo, preset.env, "test", {"num_envz": 2}, {}, preset.result, "x")
     with pytest.raises(ValueError, match=r"config field\(s\) \['num_envz'\] are not fields"):
-        bad.apply(default_config, hparams_cls())
+        bad.apply(agent.Config(), agent.HParams())
 
 
 def test_env_params_are_optional_recorded_and_flags_override_them():
@@ -89,11 +89,11 @@ def test_flag_value_reads_both_spellings_and_the_last():
 
 def parse(algo, argv):
     """The command line's parsed args, as ``jaxrl train`` builds them (no training)."""
-    module, config_cls, hparams_cls, default_config = cli.ALGOS[algo].load()
+    agent = agents.get(algo)
     preset, config, hparams = experiment.preset_defaults(
-        algo, argv, cli.ALGOS[algo].default_env, default_config, hparams_cls()
+        algo, argv, agent.default_env, agent.Config(), agent.HParams()
     )
-    args_cls = experiment.args_class(algo, config_cls, hparams_cls, "x", config, hparams)
+    args_cls = experiment.args_class(algo, agent.Config, agent.HParams, "x", config, hparams)
     return preset, tyro.cli(args_cls, args=["--out", "o", *argv])
 
 
@@ -105,7 +105,7 @@ def test_command_line_applies_the_preset_and_flags_override_fields(capsys):
     assert args.config.num_envs == preset.config["num_envs"]  # the rest is the preset's
     assert args.hparams.ent_coef == preset.hparams["ent_coef"]
     used, args = parse("ppo", ["--env", preset.env, "--preset", "none"])
-    assert used is None and args.config == cli.ALGOS["ppo"].load()[3]
+    assert used is None and args.config == agents.get("ppo").Config()
     assert "preset: none (--preset none)" in capsys.readouterr().out
     used, _ = parse("ppo", ["--env", "Probe-1"])
     assert used is None and "preset: none for ppo on Probe-1" in capsys.readouterr().out
@@ -146,7 +146,7 @@ def test_presets_command_lists_them_with_results(capsys):
 
 
 def test_without_a_preset_image_observations_get_the_conv_torso(capsys):
-    config = cli.ALGOS["ppo"].load()[3]
+    config = agents.get("ppo").Config()
     maze = "GridWorld-Maze"  # image observations by default; no preset
     assert presets.get("ppo", maze) is None
     chosen = experiment.space_defaults(config, maze, {}, ["--env", maze], None)
@@ -171,7 +171,7 @@ def test_jaxrl_train_on_image_observations_trains_the_conv_torso(tmp_path):
 
 
 def test_without_a_preset_continuous_actions_get_a_squashed_state_dependent_gaussian(capsys):
-    config = cli.ALGOS["ppo"].load()[3]
+    config = agents.get("ppo").Config()
     env = "gymnax:MountainCarContinuous-v0"  # Box actions; no PPO preset
     assert presets.get("ppo", env) is None and not config.squash and not config.state_std
     chosen = experiment.space_defaults(config, env, {}, ["--env", env], None)
@@ -182,5 +182,5 @@ def test_without_a_preset_continuous_actions_get_a_squashed_state_dependent_gaus
     assert experiment.space_defaults(config, env, {}, ["--preset", "none"], None) is config
     discrete = experiment.space_defaults(config, "gymnax:Acrobot-v1", {}, [], None)
     assert not discrete.squash  # discrete actions: nothing to choose
-    sac = cli.ALGOS["sac"].load()[3]  # no squash/state_std fields: nothing to choose
+    sac = agents.get("sac").Config()  # no squash/state_std fields: nothing to choose
     assert experiment.space_defaults(sac, env, {}, [], None) == sac

@@ -144,7 +144,7 @@ def test_satisfaction_bounded_and_termination_exactly_below_threshold(
 
 def test_info_structure_identical_after_reset_and_step(rollout):
     first, ts, _ = rollout(jax.random.key(0), jnp.zeros(T, jnp.int32))
-    structure = lambda t: jax.tree.map(lambda x: (x.shape, x.dtype), t)  # noqa: E731
+    structure = lambda t: jax.tree.map(lambda x: (x.shape, x.dtype), t)
     assert structure(first) == structure(jax.tree.map(lambda x: x[0], ts))
     assert set(first.info) == {"click", "satisfaction", "clickbait", "click_probability"}
     assert first.obs.dtype == jnp.float32
@@ -158,7 +158,7 @@ def one_step_many_keys(env_and_params):
     """``(params, state, action) -> ts`` of one step from ``state`` under 4000 keys (jitted)."""
     env, _ = env_and_params
     keys = jax.random.split(jax.random.key(7), 4000)
-    step = lambda p, s, a: jax.vmap(lambda k: env.step(k, s, a, p)[1])(keys)  # noqa: E731
+    step = lambda p, s, a: jax.vmap(lambda k: env.step(k, s, a, p)[1])(keys)
     return jax.jit(step)
 
 
@@ -200,7 +200,7 @@ def test_vmap_over_traced_params(env_and_params):
     in_axes = jax.tree.map(lambda _: None, params).replace(leave_threshold=0)
     jax.tree.map(lambda _: 0, params)  # an all-zeros spec (int placeholders) is accepted too
     state, _ = env.reset(jax.random.key(0), params)
-    step = lambda p: env.step(jax.random.key(1), state, 0, p)[1].terminated  # noqa: E731
+    step = lambda p: env.step(jax.random.key(1), state, 0, p)[1].terminated
     terminated = jax.vmap(step, in_axes=(in_axes,))(batch)
     np.testing.assert_array_equal(terminated, [False, True])
 
@@ -233,7 +233,7 @@ def evaluate(env_and_params):
         _, (rewards, alive, infos) = jax.lax.scan(body, init, jax.random.split(key, HORIZON))
         return rewards.sum(), alive.sum(), infos
 
-    keys_for = lambda key: jax.random.split(key, USERS)  # noqa: E731
+    keys_for = lambda key: jax.random.split(key, USERS)
     return jax.jit(lambda key, keeper: jax.vmap(one_user, (0, None))(keys_for(key), keeper))
 
 

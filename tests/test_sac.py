@@ -219,7 +219,7 @@ def test_temperature_brings_entropy_to_its_target():
     # Probe-4 pays for action 1: without a temperature the policy would become greedy
     # (entropy 0); tuned, its entropy settles at the target instead.
     config = replace(PROBE_CONFIG, autotune=True, target_entropy=0.3)
-    run = common.train_probes(sac, {4: (4, config)}, PROBE_HP._replace(alpha=1.0))[4]
+    run = common.train_probes(sac, {4: (4, config)}, PROBE_HP.replace(alpha=1.0))[4]
     entropy = np.asarray(run.metrics["entropy"][:, -100:]).mean(1)
     np.testing.assert_allclose(entropy, 0.3, atol=0.1)
 

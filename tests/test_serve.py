@@ -39,7 +39,9 @@ def artifact(tmp_path_factory) -> Path:
     noisy = [x + 0.5 * jax.random.normal(k, x.shape) for x, k in zip(leaves, keys, strict=True)]
     state = state._replace(params=jax.tree.unflatten(tree, noisy))
     path = tmp_path_factory.mktemp("serve") / "cartpole"
-    export.export_agent(ppo, config, env, env_params, state, path, "gymnax:CartPole-v1", False)
+    export.export_agent(
+        ppo.AGENT, config, env, env_params, state, path, "gymnax:CartPole-v1", False
+    )
     return path
 
 

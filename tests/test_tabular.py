@@ -69,7 +69,7 @@ def test_expected_sarsa_evaluates_its_behaviour_policy(small):
 def test_sarsa_evaluates_its_behaviour_policy(small):
     env, params, model = small
     # Sampled next actions make SARSA's targets noisy: a small step size averages them.
-    hp = UNIFORM._replace(lr=0.02)
+    hp = UNIFORM.replace(lr=0.02)
     state, _ = run(env, params, "sarsa", hp, 100_000)
     error = jnp.abs(state.q - uniform_q(model)[None]).max(axis=(1, 2))
     assert float(error.mean()) < 0.15, error
@@ -97,7 +97,7 @@ def test_vmap_over_hparams_equals_single_runs(small):
     config = tabular.TabularConfig(total_steps=1_000, rollout_len=100)
     train = tabular.make_train(config, env, params)
     keys = jax.random.split(jax.random.key(1), 2)
-    rows = [UNIFORM._replace(lr=0.1), UNIFORM._replace(lr=0.3, eps_end=0.1)]
+    rows = [UNIFORM.replace(lr=0.1), UNIFORM.replace(lr=0.3, eps_end=0.1)]
     stacked = jax.tree.map(lambda *x: jnp.stack(x), *rows)
     batched, metrics = jax.jit(jax.vmap(train))(keys, stacked)
     for i, hp in enumerate(rows):

@@ -49,7 +49,7 @@ def test_target_actions_are_smoothed_with_clipped_noise_inside_the_bounds():
     assert abs(np.isclose(a_next, 0.3).mean() - 0.48) < 0.05
     # DDPG: no smoothing, a' = mu'.
     target = td3.td3_targets(networks, {"actor": None, "critics": None}, one_step_batch(8),
-                             hp._replace(target_noise=0.0), jax.random.key(0))  # fmt: skip
+                             hp.replace(target_noise=0.0), jax.random.key(0))  # fmt: skip
     np.testing.assert_allclose(np.asarray(target) - 1.0, 0.8, rtol=1e-6)
 
 
@@ -64,7 +64,7 @@ def test_actor_and_targets_move_only_every_policy_delay_steps():
     step = jax.jit(lambda learner, s: td3.learner_step(
         networks, tx, config, td3.TD3HParams(tau=0.5), learner, one_step_batch(16),
         jax.random.key(1), s))  # fmt: skip
-    changed = lambda a, b: not all(jax.tree.leaves(jax.tree.map(np.allclose, a, b)))  # noqa: E731
+    changed = lambda a, b: not all(jax.tree.leaves(jax.tree.map(np.allclose, a, b)))
     after, stats = step(learner, jnp.int32(1))  # not a multiple of 2: critics only
     assert changed(after.params["critics"], net_params["critics"])
     assert not changed(after.params["actor"], net_params["actor"])
@@ -114,7 +114,7 @@ def probe_runs():
                                               "buffer_size", "minibatch_size", "hidden_sizes")
     })  # fmt: skip
     runs = common.train_probes(td3, {i: (i, PROBE_CONFIG, True) for i in range(1, 6)}, PROBE_HP)
-    ddpg_hp = ddpg_hp._replace(lr=PROBE_HP.lr, gamma=PROBE_HP.gamma, tau=PROBE_HP.tau)
+    ddpg_hp = ddpg_hp.replace(lr=PROBE_HP.lr, gamma=PROBE_HP.gamma, tau=PROBE_HP.tau)
     ddpg = common.train_probes(td3, {i: (i, ddpg_config, True) for i in (1, 5)}, ddpg_hp)
     return runs, ddpg
 

@@ -87,20 +87,29 @@ def test_faults_reads_intervals_and_every_run():
     assert training.faults({"loss": np.ones((2, 3))}) == []
 
 
-def test_traced_hyperparameters_are_checked_when_the_run_starts():
+def test_hyperparameters_are_checked_when_built_and_traced_ones_when_the_run_starts():
     """The README's Python route, jit(vmap(train)) with a bad value, used to train
-    silently (issue 19); concrete values are refused at once, as before."""
+    silently (issue 19): concrete values are refused when the hyperparameters are
+    built, before anything is traced (a sweep's rows too); values that only exist
+    inside the program are checked when it runs."""
     env, params = envs.make("gymnax:CartPole-v1")
-    train = jax.jit(jax.vmap(ppo.make_train(CONFIG, env, params), in_axes=(0, None)))
+    train = ppo.make_train(CONFIG, env, params)
     keys = jax.random.split(jax.random.key(0), 2)
-    jax.block_until_ready(train(keys, ppo.PPOHParams(lr=1e-3)))
+    with pytest.raises(
+        ValueError, match=r"PPOHParams\.lr=-0\.001 is not allowed; it must be in \(0, inf\)"
+    ):
+        ppo.PPOHParams(lr=-1e-3)
+    with pytest.raises(ValueError, match=r"PPOHParams\.lr=inf is not allowed"):
+        ppo.PPOHParams(lr=float("inf"))
+    rows = jax.tree.map(lambda x: jnp.full((2,), x), ppo.PPOHParams())  # a sweep of 2 rows
+    with pytest.raises(ValueError, match=r"PPOHParams\.gamma=\[2\.\] is not allowed"):
+        rows.replace(gamma=jnp.array([0.99, 2.0]))
+
+    @jax.jit
+    def train_with(keys, lr):  # hyperparameters built from a traced value
+        return jax.vmap(train, in_axes=(0, None))(keys, ppo.PPOHParams(lr=lr))
+
+    jax.block_until_ready(train_with(keys, 1e-3))
     refused = r"PPOHParams\.lr=.*is not allowed; it must be in \(0, inf\)"
     with pytest.raises(jax.errors.JaxRuntimeError, match=refused):
-        jax.block_until_ready(train(keys, ppo.PPOHParams(lr=-1e-3)))
-    rows = jax.tree.map(lambda x: jnp.full((2,), x), ppo.PPOHParams())  # a sweep of 2 rows
-    rows = rows._replace(gamma=jnp.array([0.99, 2.0]))
-    swept = jax.jit(jax.vmap(ppo.make_train(CONFIG, env, params)))
-    with pytest.raises(jax.errors.JaxRuntimeError, match=r"PPOHParams\.gamma=2\.0 is not"):
-        jax.block_until_ready(swept(keys, rows))
-    with pytest.raises(ValueError, match="PPOHParams.gamma=2"):
-        ppo.make_train(CONFIG, env, params).start(keys[0], ppo.PPOHParams(gamma=2.0))
+        jax.block_until_ready(train_with(keys, -1e-3))

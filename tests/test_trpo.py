@@ -44,7 +44,7 @@ def tiny_policy(discrete: bool):
     policy, _ = trpo.split_params(full)
     flat, unravel = ravel_pytree(policy)
     obs = jax.random.normal(jax.random.key(1), (5, obs_dim))
-    dist_fn = lambda f: network.apply(unravel(f), obs, method=trpo._policy)  # noqa: E731
+    dist_fn = lambda f: network.apply(unravel(f), obs, method=trpo._policy)
     return network, policy, flat, obs, dist_fn
 
 
@@ -54,7 +54,7 @@ def test_fisher_vector_product_equals_dense_fisher(discrete):
     # Move away from the (near-uniform) init so the Fisher is not trivial.
     flat = flat + 0.3 * jax.random.normal(jax.random.key(2), flat.shape)
     old = jax.lax.stop_gradient(dist_fn(flat))
-    kl = lambda f: old.kl(dist_fn(f)).mean()  # noqa: E731
+    kl = lambda f: old.kl(dist_fn(f)).mean()
     v = jax.random.normal(jax.random.key(3), flat.shape)
     fisher = jax.jit(jax.hessian(kl))(flat)
     got = jax.jit(lambda f, v: trpo.fisher_vector_product(kl, f, v, 0.1))(flat, v)
@@ -84,8 +84,8 @@ def test_line_search_keeps_old_params_when_nothing_improves():
     # KL curvature 2e-4 and no damping give a full step of d = 10 along e0; the surrogate
     # d0 - 100 |d|^2 only improves for d0 < 0.01, first reached by candidate 10 * 0.5^10.
     flat = jnp.array([1.0, -2.0])
-    surrogate = lambda f: (f - flat)[0] - 100.0 * jnp.sum(jnp.square(f - flat))  # noqa: E731
-    kl = lambda f: 1e-4 * jnp.sum(jnp.square(f - flat))  # noqa: E731
+    surrogate = lambda f: (f - flat)[0] - 100.0 * jnp.sum(jnp.square(f - flat))
+    kl = lambda f: 1e-4 * jnp.sum(jnp.square(f - flat))
     new, stats = trpo.natural_gradient_step(surrogate, kl, flat, 0.01, 0.0, 5, 4)
     np.testing.assert_array_equal(new, flat)
     assert stats["step_fraction"] == 0.0
@@ -141,10 +141,10 @@ def test_only_policy_subtree_takes_the_policy_step(probe_runs):
     # With vf_lr ~ 0 the critic stays put; the policy moves. Probe-5's compiled train
     # serves: new hyperparameter values do not recompile.
     run = probe_runs[5]
-    state, _ = run.train(run.keys, PROBE_HP._replace(vf_lr=1e-30))
+    state, _ = run.train(run.keys, PROBE_HP.replace(vf_lr=1e-30))
     network = trpo.make_network(PROBE_CONFIG, run.env, run.env_params)
     # make_train initialises from the second of three keys split from the seed's key.
-    init_key = lambda key: jax.random.split(key, 3)[1]  # noqa: E731
+    init_key = lambda key: jax.random.split(key, 3)[1]
     init = jax.jit(jax.vmap(lambda key: network.init(init_key(key), jnp.zeros((1, 1)))))
     (pol0, cri0), (pol1, cri1) = trpo.split_params(init(run.keys)), trpo.split_params(state.params)
     jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, atol=1e-6), cri0, cri1)

@@ -72,7 +72,7 @@ def test_a_survivor_continues_its_run_it_is_not_retrained(searched):
     """The winner's last score equals the score of its hyperparameters trained alone for
     the whole run on the same seeds (the search's keys)."""
     env, params = envs.make(ENV)
-    hp = ppo.PPOHParams()._replace(**searched.best)
+    hp = ppo.PPOHParams().replace(**searched.best)
     keys = jax.random.split(jax.random.key(0), 2)
     metrics = jax.jit(jax.vmap(ppo.make_train(CONFIG, env, params), in_axes=(0, None)))(keys, hp)[1]
     alone = experiment.final_returns(jax.device_get(metrics), tune.SCORE_FRACTION).mean()

@@ -28,7 +28,9 @@ import jax.numpy as jnp
 import optax
 
 from jaxrl import config as C
+from jaxrl import hparams as H
 from jaxrl import parallel, returns, rollout
+from jaxrl.agents import Agent
 from jaxrl.networks import ActorCritic
 from jaxrl.optim import make_optimizer
 from jaxrl.training import Trainer
@@ -45,28 +47,20 @@ class A2CConfig(C.AgentConfig, C.SplitEnvs):
     anneal_lr: bool = True
     """Decay the learning rate linearly to 0 over training."""
 
-    def check(self):
-        C.check_choice("A2CConfig", "advantage", self.advantage, ("gae", "nstep"))
+    def check(self) -> None:
+        super().check()
+        owner = type(self).__name__
+        C.check_choice(owner, "advantage", self.advantage, ("gae", "nstep"))
 
 
-class A2CHParams(NamedTuple):
+@H.hparams
+class A2CHParams(H.LearningRate, H.Discount, H.GAE, H.EntropyBonus, H.ValueLoss, H.GradClip):
     """Traced hyperparameters: ``vmap`` over them to sweep in one compile."""
 
     lr: float = 2e-3
     """Adam learning rate (decayed linearly to 0 if anneal_lr); 2e-3 tuned on CartPole-v1."""
-    gamma: float = 0.99
-    """Discount factor, in [0, 1]."""
     gae_lambda: float = 0.95
     """GAE lambda, in [0, 1] (only with advantage="gae")."""
-    ent_coef: float = 0.01
-    """Weight of the entropy bonus."""
-    vf_coef: float = 0.5
-    """Weight of the value loss."""
-    max_grad_norm: float = 0.5
-    """Global-norm gradient clip."""
-
-    def validate(self) -> A2CHParams:
-        return C.check_hparams(self)
 
 
 class A2CState(NamedTuple):
@@ -177,3 +171,13 @@ def make_policy(
     observation statistics."""
     network = make_network(config, env, env_params)
     return rollout.feed_forward_policy(network, state.params, state.env.norm, deterministic)
+
+
+AGENT = Agent(
+    name="a2c",
+    description="advantage actor-critic",
+    Config=A2CConfig,
+    HParams=A2CHParams,
+    make_train=make_train,
+    make_policy=make_policy,
+)

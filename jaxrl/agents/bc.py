@@ -34,8 +34,9 @@ import optax
 
 from envs import wrappers
 from jaxrl import config as C
+from jaxrl import hparams as H
 from jaxrl import rollout
-from jaxrl.evaluate import evaluate
+from jaxrl.evaluate import episode_limit, evaluate
 from jaxrl.networks import Actor
 from jaxrl.optim import make_optimizer
 from jaxrl.training import Trainer
@@ -103,16 +104,12 @@ class BCConfig:
         return self.num_updates * self.batch_size
 
 
-class BCHParams(NamedTuple):
+@H.hparams
+class BCHParams(H.LearningRate, H.GradClip):
     """Traced hyperparameters: ``vmap`` over them to sweep in one compile."""
 
     lr: float = 1e-3
-    """Adam learning rate."""
     max_grad_norm: float = 1.0
-    """Global-norm gradient clip."""
-
-    def validate(self) -> BCHParams:
-        return C.check_hparams(self)
 
 
 class Dataset(NamedTuple):
@@ -159,7 +156,6 @@ def make_train(config: BCConfig, env: Any, env_params: Any, expert: Expert) -> T
     axis. ``env`` is a training env (auto-reset), e.g. from ``envs.make``. A
     ``jaxrl.training.Trainer`` (one update per iteration), so it also runs in chunks
     from ``train.start``."""
-    from jaxrl.experiment import episode_limit
 
     network = make_network(config, env, env_params)
     spec = C.action_spec("BCConfig", env, env_params)

@@ -60,8 +60,9 @@ from jax.flatten_util import ravel_pytree
 
 from envs.core import Environment
 from jaxrl import config as C
-from jaxrl.evaluate import evaluate
-from jaxrl.experiment import episode_limit
+from jaxrl import hparams as H
+from jaxrl.agents import Agent
+from jaxrl.evaluate import episode_limit, evaluate
 from jaxrl.networks import Actor
 from jaxrl.training import Trainer
 
@@ -126,21 +127,19 @@ class CEMConfig:
         return self.population_size * self.episodes_per_candidate * episode_limit(env, env_params)
 
 
-class CEMHParams(NamedTuple):
+@H.hparams
+class CEMHParams(H.HParams):
     """Traced hyperparameters: ``vmap`` over them to sweep in one compile."""
 
-    init_std: float = 0.25
+    init_std: float = H.hparam(0.25, H.POSITIVE)
     """Standard deviation of the initial sampling distribution (every parameter)."""
-    extra_std: float = 0.3
+    extra_std: float = H.hparam(0.3, H.NON_NEGATIVE)
     """Std of the extra noise added to the elites' (Szita & Lőrincz's sqrt(Z_0)); CEM only."""
-    extra_decay_fraction: float = 0.5
+    extra_decay_fraction: float = H.hparam(0.5, H.POSITIVE)
     """The extra noise variance decays linearly to 0 over this fraction of the generations
     (> 1: it never reaches 0); CEM only."""
-    smoothing: float = 1.0
+    smoothing: float = H.hparam(1.0, H.Range(0, 1, low_open=True))
     """Weight of the elites' statistics against the previous ones, in (0, 1]; CEM only."""
-
-    def validate(self) -> CEMHParams:
-        return C.check_hparams(self)
 
 
 class CEMState(NamedTuple):
@@ -302,3 +301,13 @@ def make_policy(
         return act_unit
     to_env = C.env_action(env, env_params)
     return lambda key, obs: to_env(act_unit(key, obs))
+
+
+AGENT = Agent(
+    name="cem",
+    description="cross-entropy method",
+    Config=CEMConfig,
+    HParams=CEMHParams,
+    make_train=make_train,
+    make_policy=make_policy,
+)

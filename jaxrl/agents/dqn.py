@@ -9,40 +9,17 @@ the transitions go into a flashbax replay buffer (``jaxrl.replay``), and, once
 targets from the target network.
 
 The default loss is the squared TD error, as in CleanRL and PureJaxRL; the
-Huber loss of the Nature paper is ``loss="huber"``. On CartPole (gamma 0.99,
-short early episodes) Huber diverged here (mean Q past 8,000 within 50k steps,
-where returns are at most 100): it caps the pull of the few terminal
-transitions, whose large errors are what hold the estimates down.
+Huber loss of the Nature paper is ``loss="huber"`` (on CartPole it diverged here:
+it caps the pull of the few terminal transitions, whose large errors are what
+hold the estimates down). Weights start LeCun-normal (flax's default), as in
+PureJaxRL's and CleanRL's DQN; ``weight_init="orthogonal"`` gives the other
+agents' orthogonal init.
 
-Weights start LeCun-normal (flax's default), as in PureJaxRL's and CleanRL's DQN;
-``weight_init="orthogonal"`` gives the other agents' orthogonal init. On CartPole
-(500k steps, 8 seeds; three seed sets) the two give final returns 495.0 / 469.5 /
-428.2 and 463.0 / 474.2 / 455.2: the same on average, and the spread of an
-8-seed mean is about +-25 either way.
-
-On CartPole the defaults are not robust, and the ``dqn@gymnax:CartPole-v1``
-preset (``jaxrl.presets``) adds three options to them. Per-update curves of 8
-seeds x 500k steps (final return, the mean of the last 5% of updates, on seed
-sets 0 / 1 / 2 / 3 = ``jax.random.key(K)`` split in 8; 2026-12-07):
-
-- defaults: 495.0 / 469.5 / 428.2. The mean Q-value climbs to about 200 by 150k
-  steps (twice the largest value there is, 1 / (1 - gamma) = 100) and falls back
-  only slowly; meanwhile some seeds stall at 130-350 (set 2: seeds at 354 and
-  134). Soft target updates (tau 0.02 every update) leave the overshoot as it is
-  (set 2: 419.2); rejax's shipped CartPole config (dueling, swish, 5 gradient
-  steps, tau 0.02) overshoots too once run past its 100k steps (set 2: 439.0 at
-  100k, 378.2 at 200k).
-- ``layer_norm=True`` (LayerNorm after each hidden layer, as PQN): the peak drops
-  to about 130 and every seed of set 2 reaches 500 by 280k, but solved seeds then
-  fall back to 250-400 (set 2: 437.1); with ``anneal_lr=True`` as well 485.1 /
-  443.2 / 485.1 / 490.3 (set 1: one seed falls from 500 to 120 in the last 15%).
-  A 50k buffer instead of 10k does not stop such falls (453.0 / 482.2 / 441.2 /
-  464.7).
-- ``layer_norm=True, anneal_lr=True, n_step=3`` (the preset): every seed is
-  solved by 260k and the late falls are brief: 486.8 / 499.1 / 497.7 / 498.6
-  (lowest seed 416); ``python -m pytest -m slow -s tests/test_dqn.py -k cartpole
-  --seed-set K``. Greedy, 32 episodes per seed: 493.1 (``jaxrl train dqn --env
-  gymnax:CartPole-v1 --num-seeds 8``, 251 s).
+On CartPole the defaults are not robust (the mean Q-value overshoots the largest
+value there is and some seeds stall or fall back), and the
+``dqn@gymnax:CartPole-v1`` preset adds LayerNorm, a decayed learning rate and
+3-step returns to them; ``docs/agents.md`` has the per-update measurements of
+each option.
 
 With ``num_devices > 1`` each device steps its share of the envs into its own
 replay buffer (the env rows of one buffer, split) and samples
@@ -66,7 +43,9 @@ import jax.numpy as jnp
 import optax
 
 from jaxrl import config as C
+from jaxrl import hparams as H
 from jaxrl import parallel, replay, returns, rollout
+from jaxrl.agents import Agent
 from jaxrl.exploration import epsilon_greedy, linear_epsilon, q_policy
 from jaxrl.optim import make_optimizer
 from jaxrl.training import Trainer
@@ -108,63 +87,51 @@ class DQNConfig(C.ReplayConfig, C.SplitEnvs):
     """Initial weights: LeCun-normal (flax's default, as in PureJaxRL's and CleanRL's
     DQN) or orthogonal with gain sqrt(2) (1 on the Q head), as the other agents."""
 
-    def check(self):
-        C.check_positive(
-            "DQNConfig", target_update_every=self.target_update_every, n_step=self.n_step
-        )
+    def check(self) -> None:
+        super().check()
+        owner = type(self).__name__
+        C.check_positive(owner, target_update_every=self.target_update_every, n_step=self.n_step)
         if self.buffer_size // self.num_envs < self.n_step + 1:
             raise ValueError(
-                f"DQNConfig.buffer_size={self.buffer_size} holds fewer than n_step + 1 = "
+                f"{owner}.buffer_size={self.buffer_size} holds fewer than n_step + 1 = "
                 f"{self.n_step + 1} steps per env (num_envs={self.num_envs})"
             )
         if self.normalize_obs:
             raise ValueError(
-                "DQNConfig.normalize_obs=True is not supported: its n-step replay stores "
+                f"{owner}.normalize_obs=True is not supported: its n-step replay stores "
                 "observations as collected, which would mix normaliser statistics of "
                 "different ages (SAC and TD3 store raw observations and normalise them "
                 "when sampled)"
             )
-        C.check_choice("DQNConfig", "loss", self.loss, ("mse", "huber"))
-        C.check_choice("DQNConfig", "weight_init", self.weight_init, ("lecun_normal", "orthogonal"))
+        C.check_choice(owner, "loss", self.loss, ("mse", "huber"))
+        C.check_choice(owner, "weight_init", self.weight_init, ("lecun_normal", "orthogonal"))
         if self.num_devices > 1:
             if self.prioritised:
                 raise ValueError(
-                    f"DQNConfig.prioritised=True is not allowed with num_devices="
+                    f"{owner}.prioritised=True is not allowed with num_devices="
                     f"{self.num_devices}; prioritised replay runs on one device"
                 )
             self.check_divides("num_devices", self.minibatch_size, "minibatch_size")
             self.check_divides("num_devices", self.buffer_size, "buffer_size")
         if not 0.0 <= self.priority_exponent <= 1.0:
             raise ValueError(
-                f"DQNConfig.priority_exponent={self.priority_exponent} is not allowed; "
+                f"{owner}.priority_exponent={self.priority_exponent} is not allowed; "
                 "it must be in [0, 1]"
             )
 
 
-class DQNHParams(NamedTuple):
+@H.hparams
+class DQNHParams(H.LearningRate, H.Discount, H.SoftTargets, H.EpsilonSchedule, H.GradClip):
     """Traced hyperparameters: ``vmap`` over them to sweep in one compile."""
 
     lr: float = 2.5e-4
-    """Adam learning rate."""
-    gamma: float = 0.99
-    """Discount factor, in [0, 1]."""
     tau: float = 1.0
     """Target update step, in (0, 1]: 1 copies the online network (hard update)."""
-    eps_start: float = 1.0
-    """Exploration rate at the start, in [0, 1]."""
-    eps_end: float = 0.05
-    """Exploration rate after the decay, in [0, 1]."""
-    eps_decay_fraction: float = 0.5
-    """Fraction of training over which epsilon decays linearly, in (0, 1]."""
-    huber_delta: float = 1.0
+    huber_delta: float = H.hparam(1.0, H.POSITIVE)
     """Huber loss threshold (quadratic below it, linear above); with loss="huber" only."""
     max_grad_norm: float = 10.0
-    """Global-norm gradient clip."""
-    priority_beta: float = 0.4
+    priority_beta: float = H.hparam(0.4, H.UNIT)
     """Importance-sampling exponent of prioritised replay, in [0, 1]."""
-
-    def validate(self) -> DQNHParams:
-        return C.check_hparams(self)
 
 
 class DQNState(NamedTuple):
@@ -338,3 +305,14 @@ def make_policy(
     ``eps_end`` of the defaults when not ``deterministic``."""
     network = make_network(config, env, env_params)
     return q_policy(network, state.params, 0.0 if deterministic else DQNHParams().eps_end)
+
+
+AGENT = Agent(
+    name="dqn",
+    description="deep Q-network (double, ...)",
+    Config=DQNConfig,
+    HParams=DQNHParams,
+    make_train=make_train,
+    make_policy=make_policy,
+    continuous=False,
+)

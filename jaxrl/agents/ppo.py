@@ -17,49 +17,11 @@ entropy; ``state_std=True`` makes the std a function of the state (brax.training
 sample ``u`` (the env gets ``tanh(u)``), so its log-probs are exact however far
 ``tanh`` saturates (``TanhGaussian.log_prob_pre_squash``).
 
-Measured (``experiments/bench_locomotion.py``, 2-core CPU, 2026-12-07): on
-``brax:ant`` with brax.training's settings mirrored (1.23M steps, entropy
-bonus 0.01), greedy return 1,394 squashed against 60 clipped on seed 0 (the
-clipped run reached ~950 by 600k steps, then collapsed); squashed over 3 seeds
-1,322, brax.training 2,248 with the same settings. On the
-``brax:inverted_pendulum`` slow test as it was then (1M steps, no entropy
-bonus) squashing made no reliable difference: 880 / 917 / 932 / 901 against
-931 / 964 / 863 on seed sets 0-3 / 0-2.
-
-One change at a time to that squashed ant run (``--libs jaxrl --jaxrl-set
-NAME=VALUE``, same machine and day): ``normalize_reward=False`` (brax.training
-does not normalise rewards; it multiplies them by a fixed 10) 1,642 over the same
-3 seeds (1,725 / 1,616 / 1,585, each seed higher); ``gae_segment=5``
-(brax.training's 5-step GAE segments) 1,017 on seed 0 (1,394 without), so
-segments stay off by default; no reward normalisation and no gradient clipping
-(brax.training clips none) 1,602 (1,820 / 1,714 / 1,273), no better than with
-the default clipping at 0.5; no reward normalisation and silu activations
-(brax.training's swish) 485 (480 / 616 / 359: each seed near 900-1,000 by 800k
-steps, then collapsed), so tanh stays. The first ``ppo@brax:ant`` preset was the
-squashed run without reward normalisation; ``jaxrl train ppo --env brax:ant
---num-seeds 4`` (other seeds than the benchmark's) gave 1,475 (1,662 / 1,357 /
-1,756 / 1,124), so over 7 seeds 1,546 with a spread of 1,124-1,820. On top of it,
-brax.training's network sizes (``hidden_sizes=(32, 32, 32, 32)``,
-``value_hidden_sizes=(256,) * 5``) 1,569 (1,507 / 1,677 / 1,523) on the
-benchmark's seeds, against 1,642 without: no better.
-
-Then the rollout kept a squashed policy's pre-squash sample ``u`` for its
-log-probs (before, they were taken at ``atanh(tanh(u))``, which float32 clips
-from ``u`` = 7.25 on): the same run gives 1,465 (1,623 / 1,124 / 1,648), the same
-within seed noise. On top of it, brax.training's state-dependent std
-(``state_std=True``: ``softplus(dense(x)) + 0.001``, about 0.69 at init, where the
-learned log-std starts at std 1) gives 2,834 (2,609 / 2,831 / 3,061): every seed
-above brax.training's 2,248 (2,176 / 2,390 / 2,180), each leaving the plateau of
-~1,000 (standing still) by 800k steps as brax's do. Of everything measured, the
-std's parametrisation is what mattered most; the preset has it.
-
-The same choices with brax's settings for the other locomotion envs mirrored
-(``bench_locomotion.mirrored_ppo``, 3 seeds, 1.23M steps, 2026-12-07): halfcheetah
-2,351 against brax.training's 2,055, walker2d 297 against 288, hopper 436 against
-442 (neither library gets past standing and falling on these two at this
-budget). No gradient clipping (brax.training clips none) gave 434 (447 / 426 /
-429) on hopper and 285 (283 / 276 / 296) on walker2d: no better, so clipping at
-0.5 stays; reward normalisation on hopper 439 (453 / 424 / 442): the same.
+On Brax locomotion the choices that matter are brax.training's: a squashed
+policy with a state-dependent std (``squash=True, state_std=True``) and no reward
+normalisation; the ``ppo@brax:*`` presets have them. What was tried, one change
+at a time, and what each gave is in ``docs/agents.md`` (figures go stale in a
+docstring; the reasons stay here).
 
 Recurrent PPO (``gru_size > 0``) minibatches whole environment sequences and
 replays them from the hidden state stored at the start of the rollout.
@@ -82,7 +44,9 @@ import jax.numpy as jnp
 import optax
 
 from jaxrl import config as C
+from jaxrl import hparams as H
 from jaxrl import minibatch, parallel, returns, rollout
+from jaxrl.agents import Agent
 from jaxrl.distributions import TanhGaussian
 from jaxrl.networks import ActorCritic
 from jaxrl.optim import make_optimizer
@@ -122,22 +86,22 @@ class PPOConfig(C.AgentConfig, C.SplitEnvs):
     ``softplus(dense(features)) + 0.001`` (brax.training's ``NormalTanhDistribution``);
     False: a learned log-std that does not depend on the state."""
 
-    def check(self):
-        C.check_positive(
-            "PPOConfig", num_epochs=self.num_epochs, num_minibatches=self.num_minibatches
-        )
+    def check(self) -> None:
+        super().check()
+        owner = type(self).__name__
+        C.check_positive(owner, num_epochs=self.num_epochs, num_minibatches=self.num_minibatches)
         if self.gru_size < 0:
-            raise ValueError(f"PPOConfig.gru_size={self.gru_size} is not allowed; it must be >= 0")
+            raise ValueError(f"{owner}.gru_size={self.gru_size} is not allowed; it must be >= 0")
         if self.gae_segment < 0:
             raise ValueError(
-                f"PPOConfig.gae_segment={self.gae_segment} is not allowed; it must be >= 0 "
+                f"{owner}.gae_segment={self.gae_segment} is not allowed; it must be >= 0 "
                 "(0: the whole rollout)"
             )
         if self.value_hidden_sizes is not None and (
             not self.value_hidden_sizes or min(self.value_hidden_sizes) < 1
         ):
             raise ValueError(
-                f"PPOConfig.value_hidden_sizes={self.value_hidden_sizes} is not allowed; it "
+                f"{owner}.value_hidden_sizes={self.value_hidden_sizes} is not allowed; it "
                 "must be None (the actor's hidden_sizes) or one or more sizes >= 1"
             )
         if self.gru_size:
@@ -148,26 +112,14 @@ class PPOConfig(C.AgentConfig, C.SplitEnvs):
             self.check_minibatch_split(self.batch_size // self.num_minibatches, "samples")
 
 
-class PPOHParams(NamedTuple):
+@H.hparams
+class PPOHParams(H.LearningRate, H.Discount, H.GAE, H.EntropyBonus, H.ValueLoss, H.GradClip):
     """Traced hyperparameters: ``vmap`` over them to sweep in one compile."""
 
     lr: float = 2.5e-4
     """Adam learning rate (decayed linearly to 0 if anneal_lr)."""
-    gamma: float = 0.99
-    """Discount factor, in [0, 1]."""
-    gae_lambda: float = 0.95
-    """GAE lambda, in [0, 1] (1: Monte Carlo advantages, 0: one-step TD)."""
-    clip_eps: float = 0.2
+    clip_eps: float = H.hparam(0.2, H.POSITIVE)
     """Clip range of the probability ratio (and of the value loss if clip_value)."""
-    ent_coef: float = 0.01
-    """Weight of the entropy bonus."""
-    vf_coef: float = 0.5
-    """Weight of the value loss."""
-    max_grad_norm: float = 0.5
-    """Global-norm gradient clip."""
-
-    def validate(self) -> PPOHParams:
-        return C.check_hparams(self)
 
 
 class PPOState(NamedTuple):
@@ -261,8 +213,7 @@ def policy_entropy(dist: Any, log_prob: jax.Array) -> jax.Array:
 
 def normalize_advantages(batch: Batch) -> Batch:
     """Advantages of a minibatch scaled to zero mean and unit standard deviation."""
-    adv = batch.advantage
-    return batch._replace(advantage=(adv - adv.mean()) / (adv.std() + 1e-8))
+    return batch._replace(advantage=returns.standardize(batch.advantage))
 
 
 def make_network(config: PPOConfig, env: Any, env_params: Any) -> ActorCritic:
@@ -337,7 +288,7 @@ def make_train(config: PPOConfig, env: Any, env_params: Any) -> Trainer:
         log_prob, value, rnn_after, pre_squash = traj.extras
         # 2. bootstrap values on final_obs (pre-reset), with the state after each step
         if recurrent:
-            flat = lambda x: x.reshape((-1, *x.shape[2:]))  # noqa: E731
+            flat = lambda x: x.reshape((-1, *x.shape[2:]))
             no_reset = jnp.zeros((1, flat(traj.reward).shape[0]), bool)
             _, v_next, _ = network.apply(
                 state.params, flat(traj.next_obs)[None], no_reset, flat(rnn_after)
@@ -416,3 +367,13 @@ def make_policy(
         return to_env(dist.mode() if deterministic else dist.sample(key)), rnn
 
     return act
+
+
+AGENT = Agent(
+    name="ppo",
+    description="proximal policy optimisation",
+    Config=PPOConfig,
+    HParams=PPOHParams,
+    make_train=make_train,
+    make_policy=make_policy,
+)

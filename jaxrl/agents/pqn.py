@@ -32,7 +32,9 @@ import jax.numpy as jnp
 import optax
 
 from jaxrl import config as C
+from jaxrl import hparams as H
 from jaxrl import minibatch, parallel, returns, rollout
+from jaxrl.agents import Agent
 from jaxrl.exploration import epsilon_greedy, linear_epsilon, q_policy
 from jaxrl.optim import make_optimizer
 from jaxrl.training import Trainer
@@ -60,40 +62,29 @@ class PQNConfig(C.AgentConfig, C.SplitEnvs):
     """Value of the next state: "max" (Q-learning, PQN), "expected" (Expected SARSA
     under the epsilon-greedy policy) or "sarsa" (Q of the next action taken)."""
 
-    def check(self):
-        C.check_positive(
-            "PQNConfig", num_epochs=self.num_epochs, num_minibatches=self.num_minibatches
-        )
+    def check(self) -> None:
+        super().check()
+        owner = type(self).__name__
+        C.check_positive(owner, num_epochs=self.num_epochs, num_minibatches=self.num_minibatches)
         self.check_divides("num_minibatches", self.batch_size, "num_envs * rollout_len")
         self.check_minibatch_split(self.batch_size // self.num_minibatches, "samples")
-        C.check_choice("PQNConfig", "bootstrap", self.bootstrap, ("max", "expected", "sarsa"))
+        C.check_choice(owner, "bootstrap", self.bootstrap, ("max", "expected", "sarsa"))
         if self.normalize_obs:
             raise ValueError(
-                "PQNConfig.normalize_obs=True is not supported: the Q(lambda) targets are "
+                f"{owner}.normalize_obs=True is not supported: the Q(lambda) targets are "
                 "computed before the update, with the statistics of the rollout"
             )
 
 
-class PQNHParams(NamedTuple):
+@H.hparams
+class PQNHParams(H.LearningRate, H.Discount, H.EpsilonSchedule, H.GradClip):
     """Traced hyperparameters: ``vmap`` over them to sweep in one compile."""
 
     lr: float = 3e-4
     """Adam learning rate (decayed linearly to 0 if anneal_lr)."""
-    gamma: float = 0.99
-    """Discount factor, in [0, 1]."""
-    td_lambda: float = 0.9
+    td_lambda: float = H.hparam(0.9, H.UNIT)
     """Lambda of the Q(lambda) targets, in [0, 1] (0: one-step Q-learning)."""
-    eps_start: float = 1.0
-    """Exploration rate at the start, in [0, 1]."""
-    eps_end: float = 0.05
-    """Exploration rate after the decay, in [0, 1]."""
-    eps_decay_fraction: float = 0.5
-    """Fraction of training over which epsilon decays linearly, in (0, 1]."""
     max_grad_norm: float = 10.0
-    """Global-norm gradient clip."""
-
-    def validate(self) -> PQNHParams:
-        return C.check_hparams(self)
 
 
 class PQNState(NamedTuple):
@@ -224,3 +215,28 @@ def make_policy(
     default ``eps_end`` when not ``deterministic``."""
     network = make_network(config, env, env_params)
     return q_policy(network, state.params, 0.0 if deterministic else PQNHParams().eps_end)
+
+
+AGENT = Agent(
+    name="pqn",
+    description="parallel Q-learning, no replay",
+    Config=PQNConfig,
+    HParams=PQNHParams,
+    make_train=make_train,
+    make_policy=make_policy,
+    continuous=False,
+)
+
+
+@dataclasses.dataclass(frozen=True)
+class SARSAConfig(PQNConfig):
+    """``PQNConfig`` bootstrapping on-policy by default: deep Expected SARSA."""
+
+    bootstrap: Literal["max", "expected", "sarsa"] = "expected"
+    """Value of the next state: "expected" (Expected SARSA under the epsilon-greedy
+    policy), "sarsa" (Q of the next action taken) or "max" (Q-learning)."""
+
+
+SARSA = dataclasses.replace(
+    AGENT, name="sarsa", description="deep Expected SARSA (PQN's machinery)", Config=SARSAConfig
+)

@@ -37,7 +37,9 @@ import jax.numpy as jnp
 import optax
 
 from jaxrl import config as C
+from jaxrl import hparams as H
 from jaxrl import returns, rollout
+from jaxrl.agents import Agent
 from jaxrl.networks import ActorCritic
 from jaxrl.optim import make_optimizer
 from jaxrl.training import Trainer
@@ -54,27 +56,22 @@ class ReinforceConfig(C.AgentConfig):
     anneal_lr: bool = True
     """Decay the learning rate linearly to 0 over training."""
 
-    def check(self):
+    def check(self) -> None:
+        super().check()
+        owner = type(self).__name__
         for name in ("reward_to_go", "baseline", "normalize_advantage"):
-            C.check_choice("ReinforceConfig", name, getattr(self, name), (True, False))
+            C.check_choice(owner, name, getattr(self, name), (True, False))
 
 
-class ReinforceHParams(NamedTuple):
+@H.hparams
+class ReinforceHParams(H.LearningRate, H.Discount, H.EntropyBonus, H.ValueLoss, H.GradClip):
     """Traced hyperparameters: ``vmap`` over them to sweep in one compile."""
 
     lr: float = 3e-3
     """Adam learning rate (decayed linearly to 0 if anneal_lr); 3e-3 tuned on CartPole-v1."""
-    gamma: float = 0.99
-    """Discount factor, in [0, 1]."""
     ent_coef: float = 0.0
-    """Weight of the entropy bonus."""
     vf_coef: float = 0.5
     """Weight of the baseline's value loss (unused without a baseline)."""
-    max_grad_norm: float = 0.5
-    """Global-norm gradient clip."""
-
-    def validate(self) -> ReinforceHParams:
-        return C.check_hparams(self)
 
 
 class ReinforceState(NamedTuple):
@@ -126,7 +123,7 @@ def reinforce_loss(
     adv = batch.ret - value if baseline else batch.ret
     adv = jax.lax.stop_gradient(adv)
     if normalize_advantage:
-        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
+        adv = returns.standardize(adv)
     policy_loss = -(dist.log_prob(batch.action) * adv).mean()
     value_loss = 0.5 * jnp.square(value - batch.target).mean()
     entropy = dist.entropy().mean()
@@ -211,3 +208,13 @@ def make_policy(
     observation statistics."""
     network = make_network(config, env, env_params)
     return rollout.feed_forward_policy(network, state.params, state.env.norm, deterministic)
+
+
+AGENT = Agent(
+    name="reinforce",
+    description="vanilla policy gradient",
+    Config=ReinforceConfig,
+    HParams=ReinforceHParams,
+    make_train=make_train,
+    make_policy=make_policy,
+)

@@ -37,7 +37,9 @@ import jax.numpy as jnp
 import optax
 
 from jaxrl import config as C
+from jaxrl import hparams as H
 from jaxrl import replay, rollout
+from jaxrl.agents import Agent
 from jaxrl.exploration import uniform_actions
 from jaxrl.networks import ActorCritics
 from jaxrl.optim import make_optimizer
@@ -52,24 +54,20 @@ class SACConfig(C.ActorCriticReplayConfig):
     """Entropy target; None: -action_dim (continuous) or 0.7 log(num_actions) (discrete)."""
 
 
-class SACHParams(NamedTuple):
+@H.hparams
+class SACHParams(H.LearningRate, H.Discount, H.SoftTargets):
     """Traced hyperparameters: ``vmap`` over them to sweep in one compile."""
 
     lr: float = 3e-4
     """Adam learning rate of the actor, the critics and the temperature."""
-    gamma: float = 0.99
-    """Discount factor, in [0, 1]."""
     tau: float = 0.005
     """Polyak step of the target critics per gradient step, in (0, 1]."""
-    alpha: float = 1.0
+    alpha: float = H.hparam(1.0, H.POSITIVE)
     """Initial temperature (the fixed one if not ``autotune``), > 0."""
-    reward_scale: float = 1.0
+    reward_scale: float = H.hparam(1.0, H.POSITIVE)
     """Factor on the rewards in the critics' targets (brax.training's
     ``reward_scaling``), > 0: against a fixed entropy target it sets how much the
     rewards weigh against the entropy bonus. Logged returns stay unscaled."""
-
-    def validate(self) -> SACHParams:
-        return C.check_hparams(self)
 
 
 class Learner(NamedTuple):
@@ -280,3 +278,14 @@ def make_policy(
         return to_env(dist.mode() if deterministic else dist.sample(key))
 
     return act
+
+
+AGENT = Agent(
+    name="sac",
+    description="soft actor-critic",
+    Config=SACConfig,
+    HParams=SACHParams,
+    make_train=make_train,
+    make_policy=make_policy,
+    default_env="gymnax:Pendulum-v1",
+)

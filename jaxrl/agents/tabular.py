@@ -33,7 +33,9 @@ import jax
 import jax.numpy as jnp
 
 from jaxrl import config as C
+from jaxrl import hparams as H
 from jaxrl import rollout
+from jaxrl.agents import Agent
 from jaxrl.exploration import epsilon_greedy, linear_epsilon
 from jaxrl.training import Trainer
 
@@ -54,26 +56,18 @@ class TabularConfig(C.StepsConfig):
     """Value of the next state: max (Q-learning), the next action's (SARSA) or the
     epsilon-greedy expectation (Expected SARSA)."""
 
-    def check(self):
-        C.check_choice("TabularConfig", "rule", self.rule, RULES)
+    def check(self) -> None:
+        super().check()
+        owner = type(self).__name__
+        C.check_choice(owner, "rule", self.rule, RULES)
 
 
-class TabularHParams(NamedTuple):
+@H.hparams
+class TabularHParams(H.LearningRate, H.Discount, H.EpsilonSchedule):
     """Traced hyperparameters: ``vmap`` over them to sweep in one compile."""
 
     lr: float = 0.1
     """Step size of the table update, > 0 (above 1 it overshoots the target)."""
-    gamma: float = 0.99
-    """Discount factor, in [0, 1]."""
-    eps_start: float = 1.0
-    """Exploration rate at the start, in [0, 1]."""
-    eps_end: float = 0.05
-    """Exploration rate after the decay, in [0, 1]."""
-    eps_decay_fraction: float = 0.5
-    """Fraction of training over which epsilon decays linearly, in (0, 1]."""
-
-    def validate(self) -> TabularHParams:
-        return C.check_hparams(self)
 
 
 class TabularState(NamedTuple):
@@ -218,3 +212,15 @@ def make_policy(
         return epsilon_greedy(key, state.q[jax.vmap(index)(obs)], eps, random_ties=True)
 
     return act
+
+
+AGENT = Agent(
+    name="q_learning",
+    description="tabular Q-learning / SARSA / Expected SARSA",
+    Config=TabularConfig,
+    HParams=TabularHParams,
+    make_train=make_train,
+    make_policy=make_policy,
+    continuous=False,
+    default_env="GridWorld-FourRooms",
+)

@@ -30,7 +30,9 @@ import jax.numpy as jnp
 import optax
 
 from jaxrl import config as C
+from jaxrl import hparams as H
 from jaxrl import replay, rollout
+from jaxrl.agents import Agent
 from jaxrl.distributions import draw
 from jaxrl.exploration import uniform_actions
 from jaxrl.networks import ActorCritics
@@ -43,28 +45,26 @@ class TD3Config(C.ActorCriticReplayConfig):
     policy_delay: int = 2
     """Gradient steps per actor and target update (1: DDPG)."""
 
-    def check(self):
-        C.check_positive("TD3Config", policy_delay=self.policy_delay)
+    def check(self) -> None:
+        super().check()
+        owner = type(self).__name__
+        C.check_positive(owner, policy_delay=self.policy_delay)
 
 
-class TD3HParams(NamedTuple):
+@H.hparams
+class TD3HParams(H.LearningRate, H.Discount, H.SoftTargets):
     """Traced hyperparameters: ``vmap`` over them to sweep in one compile."""
 
     lr: float = 3e-4
     """Adam learning rate of the actor and the critics."""
-    gamma: float = 0.99
-    """Discount factor, in [0, 1]."""
     tau: float = 0.005
     """Polyak step of the target networks per actor update, in (0, 1]."""
-    exploration_noise: float = 0.1
+    exploration_noise: float = H.hparam(0.1, H.NON_NEGATIVE)
     """Std of the Gaussian noise on actions while collecting (actions in [-1, 1])."""
-    target_noise: float = 0.2
+    target_noise: float = H.hparam(0.2, H.NON_NEGATIVE)
     """Std of the target policy smoothing noise (0: DDPG)."""
-    target_noise_clip: float = 0.5
+    target_noise_clip: float = H.hparam(0.5, H.NON_NEGATIVE)
     """The smoothing noise is clipped to +-this."""
-
-    def validate(self) -> TD3HParams:
-        return C.check_hparams(self)
 
 
 def ddpg(**config_fields: Any) -> tuple[TD3Config, TD3HParams]:
@@ -232,3 +232,15 @@ def make_policy(
         return to_env(jnp.clip(action + noise * jax.random.normal(key, action.shape), -1.0, 1.0))
 
     return act
+
+
+AGENT = Agent(
+    name="td3",
+    description="TD3 / DDPG",
+    Config=TD3Config,
+    HParams=TD3HParams,
+    make_train=make_train,
+    make_policy=make_policy,
+    discrete=False,
+    default_env="gymnax:Pendulum-v1",
+)

@@ -48,7 +48,9 @@ import optax
 from jax.flatten_util import ravel_pytree
 
 from jaxrl import config as C
+from jaxrl import hparams as H
 from jaxrl import minibatch, returns, rollout
+from jaxrl.agents import Agent
 from jaxrl.networks import ActorCritic
 from jaxrl.optim import make_optimizer
 from jaxrl.training import Trainer
@@ -72,9 +74,11 @@ class TRPOConfig(C.AgentConfig):
     normalize_reward: bool = False
     """Scale rewards by the running std of the discounted return."""
 
-    def check(self):
+    def check(self) -> None:
+        super().check()
+        owner = type(self).__name__
         C.check_positive(
-            "TRPOConfig",
+            owner,
             cg_iters=self.cg_iters,
             line_search_steps=self.line_search_steps,
             vf_epochs=self.vf_epochs,
@@ -83,24 +87,18 @@ class TRPOConfig(C.AgentConfig):
         self.check_divides("vf_minibatches", self.batch_size, "num_envs * rollout_len")
 
 
-class TRPOHParams(NamedTuple):
+@H.hparams
+class TRPOHParams(H.Discount, H.GAE, H.EntropyBonus):
     """Traced hyperparameters: ``vmap`` over them to sweep in one compile."""
 
-    max_kl: float = 0.01
+    max_kl: float = H.hparam(0.01, H.POSITIVE)
     """Trust-region radius: bound on the mean KL(old || new) of one policy step."""
-    gamma: float = 0.99
-    """Discount factor, in [0, 1]."""
-    gae_lambda: float = 0.95
-    """GAE lambda, in [0, 1]."""
-    damping: float = 0.1
+    damping: float = H.hparam(0.1, H.NON_NEGATIVE)
     """Added to the Fisher matrix (``F + damping I``) for a stable CG solve."""
-    vf_lr: float = 1e-3
+    vf_lr: float = H.hparam(1e-3, H.POSITIVE)
     """Adam learning rate of the value regression."""
     ent_coef: float = 0.0
     """Weight of the entropy bonus in the surrogate."""
-
-    def validate(self) -> TRPOHParams:
-        return C.check_hparams(self)
 
 
 class TRPOState(NamedTuple):
@@ -122,7 +120,7 @@ class Batch(NamedTuple):
 def split_params(params: Any) -> tuple[dict, dict]:
     """``ActorCritic`` params -> ``(policy, critic)`` subtrees (each ``{"params": {...}}``)."""
     inner = params["params"]
-    pick = lambda keys: {"params": {k: inner[k] for k in keys}}  # noqa: E731
+    pick = lambda keys: {"params": {k: inner[k] for k in keys}}
     return pick(POLICY_KEYS), pick(CRITIC_KEYS)
 
 
@@ -192,7 +190,7 @@ def natural_gradient_step(
         ``(new_flat, stats)``; ``new_flat = flat`` if no candidate is accepted.
     """
     old_surrogate, g = jax.value_and_grad(surrogate_fn)(flat)
-    fvp = lambda v: fisher_vector_product(kl_fn, flat, v, damping)  # noqa: E731
+    fvp = lambda v: fisher_vector_product(kl_fn, flat, v, damping)
     s = conjugate_gradient(fvp, g, cg_iters)
     shs = s @ fvp(s)
     full_step = jnp.sqrt(2.0 * max_kl / jnp.maximum(shs, 1e-12)) * s
@@ -228,7 +226,7 @@ def policy_step(
 ) -> tuple[dict, dict[str, jax.Array]]:
     """The natural-gradient step on the policy subtree for one (flat ``[B]``) batch."""
     flat, unravel = ravel_pytree(policy_params)
-    dist_fn = lambda f: network.apply(unravel(f), batch.obs, method=_policy)  # noqa: E731
+    dist_fn = lambda f: network.apply(unravel(f), batch.obs, method=_policy)
     old_dist = jax.lax.stop_gradient(dist_fn(flat))
 
     def surrogate(f):
@@ -236,7 +234,7 @@ def policy_step(
         ratio = jnp.exp(dist.log_prob(batch.action) - batch.log_prob)
         return (ratio * batch.advantage).mean() + hp.ent_coef * dist.entropy().mean()
 
-    kl = lambda f: old_dist.kl(dist_fn(f)).mean()  # noqa: E731
+    kl = lambda f: old_dist.kl(dist_fn(f)).mean()
     new_flat, stats = natural_gradient_step(
         surrogate, kl, flat, hp.max_kl, hp.damping, config.cg_iters, config.line_search_steps
     )
@@ -282,8 +280,8 @@ def make_train(config: TRPOConfig, env: Any, env_params: Any) -> Trainer:
         adv, target = returns.gae(
             traj.reward, traj.terminated, traj.truncated, value, v_next, hp.gamma, hp.gae_lambda
         )
-        adv = (adv - adv.mean()) / (adv.std() + 1e-8)
-        flat = lambda x: x.reshape((config.batch_size, *x.shape[2:]))  # noqa: E731
+        adv = returns.standardize(adv)
+        flat = lambda x: x.reshape((config.batch_size, *x.shape[2:]))
         batch = jax.tree.map(flat, Batch(traj.obs, traj.action, log_prob, adv, target))
         policy, critic = split_params(state.params)
         # 4. natural-gradient policy step with line search
@@ -325,3 +323,13 @@ def make_policy(
     observation statistics."""
     network = make_network(config, env, env_params)
     return rollout.feed_forward_policy(network, state.params, state.env.norm, deterministic)
+
+
+AGENT = Agent(
+    name="trpo",
+    description="trust-region policy opt.",
+    Config=TRPOConfig,
+    HParams=TRPOHParams,
+    make_train=make_train,
+    make_policy=make_policy,
+)

@@ -68,7 +68,7 @@ class Preset:
         validated again by its ``__post_init__``)."""
         for what, values, obj in (("config", self.config, config), ("hparams", self.hparams,
                                                                      hparams)):  # fmt: skip
-            fields = obj._fields if hasattr(obj, "_fields") else obj.__dataclass_fields__
+            fields = [f.name for f in dataclasses.fields(obj)]
             unknown = sorted(set(values) - set(fields))
             if unknown:
                 raise ValueError(
@@ -76,7 +76,7 @@ class Preset:
                     f"fields of {type(obj).__name__}; allowed: {sorted(fields)}"
                 )
         config = dataclasses.replace(config, **_tuples(self.config))
-        return config, hparams._replace(**self.hparams)
+        return config, hparams.replace(**self.hparams)
 
     def describe(self) -> str:
         """One line: the preset, its expected result and where it comes from."""
@@ -269,7 +269,7 @@ def entry(
     }
     tuned = {
         name: float(value)
-        for name, value in hparams._asdict().items()
+        for name, value in hparams.asdict().items()
         if float(value) != float(getattr(default_hparams, name))
     }
     per_seed = verified["eval_return_per_seed"]
