@@ -260,9 +260,14 @@ def test_dqn_inventory_within_10_percent_of_optimum():
 @pytest.mark.slow
 def test_dqn_cartpole_500k():
     # The dqn@gymnax:CartPole-v1 preset: the defaults (PureJaxRL's settings) with
-    # LayerNorm, a decayed learning rate and 3-step returns. The defaults alone reach
-    # 495.0 / 469.5 / 428.2 on seed sets 0 / 1 / 2; the DQN module docstring has why.
+    # LayerNorm, a decayed learning rate and 3-step returns (docs/agents.md has why).
+    # The median over seeds, not the mean: a solved seed can forget and fall back
+    # late in training (a seed falls to 200-350 in the last 5%; 3 of the 32 seeds of
+    # sets 0-3 on an AMD EPYC, none on the Xeon of the README's table), and whether a
+    # set of 8 holds 0 or 3 such seeds decides a mean target (set 0: mean 419.3,
+    # median 492.3 on the EPYC; 486.8 mean on the Xeon). The median asks that most
+    # seeds end solved, which a broken agent does not. README "Learning targets".
     preset = presets.get("dqn", "gymnax:CartPole-v1")
     config, hparams = preset.apply(dqn.DQNConfig(), dqn.DQNHParams())
     assert config.total_steps == 500_000 and config.layer_norm and config.n_step == 3
-    common.check_cartpole_final_return(dqn, config, hparams, minimum=450)
+    common.check_cartpole_final_return(dqn, config, hparams, minimum=475, aggregate="median")
