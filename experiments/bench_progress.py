@@ -11,7 +11,7 @@ vmapped), each compiled apart and timed as the median of ``--repeats`` runs:
    run, with no ``Progress`` open (each callback returns at once);
 3. ``progress_and_logs``: that loop inside a ``Progress`` that prints plain lines and
    writes every row to CSV and JSON Lines loggers (a notebook's route);
-4. ``host_reports``: ``checkpoint.train_in_chunks`` inside that ``Progress``, as
+4. ``host_reports``: ``training.train_in_chunks`` inside that ``Progress``, as
    ``jaxrl train`` and the scripts run: pieces of the run with no callback, reported
    from the host between them (timed from the first piece to the end, without
    compiling);
@@ -39,7 +39,7 @@ import numpy as np
 import tyro
 
 import envs
-from jaxrl import checkpoint, experiment, loggers, progress
+from jaxrl import checkpoint, experiment, loggers, progress, training
 from jaxrl.agents import ppo
 
 
@@ -109,7 +109,7 @@ def main(args: Args) -> dict:
 
     def host_reported():
         trainer = ppo.make_train(config, env, params)
-        state, metrics, info = checkpoint.train_in_chunks(trainer, keys, hp, config.num_updates)
+        state, metrics, info = training.train_in_chunks(trainer, keys, hp, config.num_updates)
         return Timed((state, metrics), info.run_seconds)
 
     builds = {

@@ -32,11 +32,9 @@ run says so, and it resumes from the newest good one.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import hashlib
 import json
 import shutil
-import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -47,9 +45,7 @@ import numpy as np
 import orbax.checkpoint as ocp
 
 import jaxrl
-from jaxrl import parallel, progress
 from jaxrl.config import PLACEMENT_FIELDS
-from jaxrl.training import Diverged, Trainer, faults
 
 
 def _is_key(x: Any) -> bool:
@@ -322,163 +318,3 @@ class Checkpoints:
 
     def close(self) -> None:
         self._manager.close()
-
-
-@dataclasses.dataclass
-class ChunkedRun:
-    """What ``train_in_chunks`` returns besides the state and metrics."""
-
-    start_update: int
-    """The update the run started from (0, or the restored checkpoint's)."""
-    compile_seconds: float
-    run_seconds: float
-    saved: list[int] = dataclasses.field(default_factory=list)
-    """Updates at which checkpoints were saved in this call."""
-
-
-def train_in_chunks(
-    trainer: Trainer,
-    keys: jax.Array,
-    hparams: Any,
-    chunk: int,
-    hparams_axis: int | None = None,
-    checkpoints: Checkpoints | None = None,
-    until: int | None = None,
-    devices: int | None = None,
-    on_chunk: Callable[[int], None] | None = None,
-    on_compiled: Callable[[float], None] | None = None,
-    describe_run: Callable[[int], str] = lambda run: f"run {run}",
-) -> tuple[Any, dict[str, np.ndarray], ChunkedRun]:
-    """Train every run (one per key) in compiled chunks of ``chunk`` updates.
-
-    Args:
-        trainer: an agent's ``make_train(...)``.
-        keys: ``[num_runs]`` typed keys.
-        hparams: shared by every run (``hparams_axis=None``) or one row per run (0).
-        chunk: updates per compiled call; a checkpoint is saved after each.
-        checkpoints: where to save; if it holds a checkpoint of this run, training
-            resumes from the newest one (an error if it is of another run).
-        until: stop once this many updates are done (e.g. the end of a job's time
-            slot; run again to continue); default: the whole run.
-        devices: split the runs over this many local devices (``jaxrl.parallel``).
-        on_chunk: called with the updates done after each chunk (and its save).
-        on_compiled: called with the compile seconds once compiling is done.
-        describe_run: names run ``i`` in messages (e.g. its seed and hyperparameters).
-
-    Raises:
-        training.Diverged: a chunk's metrics or parameters hold NaN or infinity
-            (``training.faults``); its checkpoint is not saved, so the newest one
-            left is the last good state.
-
-    Returns:
-        ``(state, metrics, info)``: state and metrics with a leading run axis,
-        metrics ``[num_runs, updates done // log_every]`` on the host, including
-        restored ones.
-    """
-    total = trainer.num_updates
-    until = total if until is None else until
-    if not 1 <= chunk <= total:
-        raise ValueError(f"chunk={chunk} is not allowed; it must be in [1, {total}]")
-    if not 1 <= until <= total:
-        raise ValueError(f"until={until} is not allowed; it must be in [1, {total}]")
-    k = trainer.log_every
-    if chunk % k or until % k:
-        raise ValueError(
-            f"chunk={chunk} and until={until} must be multiples of log_every={k}, "
-            "so that every logged interval lies within one chunk"
-        )
-    num_runs = len(keys)
-    if trainer.split and devices not in (None, 1):
-        raise ValueError(
-            f"devices={devices} is not allowed: each run's envs are already split over "
-            f"num_devices={trainer.num_devices} devices, so the runs are not split further"
-        )
-
-    def mapped(fn, axes):
-        """``jit(vmap(fn))``, the runs split over ``devices`` unless each run is split."""
-        if trainer.split:
-            return jax.jit(jax.vmap(fn, in_axes=axes))
-        return parallel.shard_runs(fn, num_runs, axes, devices)
-
-    if hasattr(hparams, "validate"):
-        hparams.validate()  # concrete here: no check left for the compiled start
-    start = time.perf_counter()
-    init = mapped(functools.partial(trainer.start, check=False), (0, hparams_axis))
-    init = init.lower(keys, hparams).compile()
-    compile_seconds = time.perf_counter() - start
-    # The state's shapes with the shardings this run uses: a checkpoint restores into
-    # them whatever the layout it was saved from (1 device or 4, one host or several).
-    like = jax.tree.map(
-        lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), init.out_info
-    )
-    compiled: dict[int, Any] = {}
-
-    def chunk_fn(size: int):
-        nonlocal compile_seconds
-        if size not in compiled:
-            start = time.perf_counter()
-            fn = mapped(trainer.chunk(size), (0, hparams_axis, None))
-            compiled[size] = fn.lower(like, hparams, jnp.int32(0)).compile()
-            compile_seconds += time.perf_counter() - start
-        return compiled[size]
-
-    metrics: dict[str, list[np.ndarray]] = {}
-    if checkpoints is not None and checkpoints.newest_good() is not None:
-        done, state, restored = checkpoints.restore(like)
-        metrics = {k: [np.asarray(v)] for k, v in restored.items()}
-    else:
-        done, state = 0, init(keys, hparams)
-    info = ChunkedRun(done, 0.0, 0.0)
-    # Every chunk size this call needs (at most two; none when the restored checkpoint
-    # is already at or past ``until``). Inside a ``Progress``, the chunks run in pieces
-    # that report from the host (``progress.host_piece``), one program for all, which
-    # jax's persistent cache can keep; where no piece fits, the chunks report from
-    # inside. Outside, nothing reports.
-    remaining = max(0, until - done)
-    sizes = {min(chunk, remaining), remaining % chunk} - {0}
-    bar = progress.active()
-    piece = progress.host_piece(total, k, sizes) if bar is not None and sizes else None
-    trainer = dataclasses.replace(trainer, report=bar is not None and piece is None)
-    for size in {piece} if piece else sizes:
-        chunk_fn(size)
-    if on_compiled is not None:
-        on_compiled(compile_seconds)
-
-    def read(at: int, size: int, new: dict[str, jax.Array]) -> dict[str, np.ndarray]:
-        """The metrics of updates ``at ... at + size - 1`` on the host, after checking
-        them (``Diverged``) and reporting the last update to ``bar``."""
-        new = {name: np.asarray(values) for name, values in jax.device_get(new).items()}
-        found = faults(new, at, trainer.log_every)
-        if found:
-            last_good = checkpoints.latest() if checkpoints is not None else None
-            raise Diverged(found, last_good, describe_run)
-        if piece is not None:
-            bar.report(at + size, {name: values[:, -1] for name, values in new.items()})
-        return new
-
-    start = time.perf_counter()
-    while done < until:
-        size = min(chunk, until - done)
-        step = piece or size
-        # Each call is dispatched before the previous one's metrics are read, so the
-        # device does not wait on the host.
-        pending, parts = None, []
-        for at in range(done, done + size, step):
-            state, new = chunk_fn(step)(state, hparams, jnp.int32(at))
-            if pending is not None:
-                parts.append(read(*pending))
-            pending = (at, step, new)
-        parts.append(read(*pending))
-        for name in parts[0]:
-            metrics.setdefault(name, []).extend(part[name] for part in parts)
-        done += size
-        if checkpoints is not None:
-            so_far = {name: np.concatenate(values, 1) for name, values in metrics.items()}
-            checkpoints.save(done, state, so_far)
-            info.saved.append(done)
-        if on_chunk is not None:
-            on_chunk(done)
-    jax.block_until_ready(state)
-    info.run_seconds = time.perf_counter() - start
-    info.compile_seconds = compile_seconds
-    return state, {k: np.concatenate(v, 1) for k, v in metrics.items()}, info

@@ -290,7 +290,7 @@ def run(
         for log in logs:
             closing.push(_closer(log))
         try:
-            final_state, metrics, info = checkpoint.train_in_chunks(
+            final_state, metrics, info = training.train_in_chunks(
                 train,
                 keys,
                 hparams,
@@ -371,7 +371,7 @@ def check_chunking(
     num_updates: int, checkpoint_every: int | None, stop_after: int | None, log_every: int
 ) -> None:
     """The run's chunking flags, refused by their flag names before anything is built
-    (``checkpoint.train_in_chunks`` checks the same as ``chunk=``, ``until=``)."""
+    (``training.train_in_chunks`` checks the same as ``chunk=``, ``until=``)."""
     if not isinstance(log_every, int) or log_every < 1 or num_updates % log_every:
         raise ValueError(
             f"--log-every={log_every} is not allowed; it must divide the run's "

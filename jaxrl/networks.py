@@ -1,5 +1,7 @@
 """Networks as flax linen modules (pure ``init``/``apply``): torsos, policy and
-value heads, Q heads and a GRU core, with initialisation in one place.
+value heads, Q heads and a GRU core, with initialisation in one place; and the
+factories that build an agent's networks for an env's spaces (``actor_critic``,
+``q_network``, ``actor_critics``).
 
 Initialisation follows the PPO implementation study (Andrychowicz et al. 2021;
 Huang et al. 2022): orthogonal weights with gain sqrt(2) in hidden layers,
@@ -30,7 +32,10 @@ from typing import Any, Literal, NamedTuple
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
+import numpy as np
 
+from envs.core import Environment
+from envs.spaces import Box, Discrete
 from jaxrl.distributions import Categorical, DiagGaussian, TanhGaussian
 
 Activation = Literal["tanh", "relu", "gelu", "silu"]
@@ -444,3 +449,146 @@ class ActorCritics(NamedTuple):
             action = jnp.zeros((obs.shape[0], self.actor.action_dim), jnp.float32)
             return {"actor": actor, "critics": self.critics.init(critic_key, obs, action)}
         return {"actor": actor, "critics": self.critics.init(critic_key, obs)}
+
+
+# Networks for an env's spaces, from a config's hidden_sizes, activation and torso
+# fields (shared by the agents; the checks name the agent, ``owner``).
+
+
+class ActionSpec(NamedTuple):
+    discrete: bool
+    dim: int  # number of actions (discrete) or action dimensions (continuous)
+
+
+def action_spec(owner: str, env: Environment, env_params: Any) -> ActionSpec:
+    space = env.action_space(env_params)
+    if isinstance(space, Discrete):
+        return ActionSpec(True, space.n)
+    if (
+        isinstance(space, Box)
+        and jnp.issubdtype(space.dtype, jnp.floating)
+        and len(space.shape) == 1
+    ):
+        return ActionSpec(False, space.shape[0])
+    raise ValueError(f"{owner} supports Discrete and 1-D float Box action spaces, not {space!r}")
+
+
+def obs_ndim(env: Environment, env_params: Any) -> int:
+    return max(1, len(env.observation_space(env_params).shape))
+
+
+def actor_critic(
+    owner: str,
+    config: Any,
+    env: Environment,
+    env_params: Any,
+    gru_size: int = 0,
+    squash: bool = False,
+    value_hidden_sizes: tuple[int, ...] | None = None,
+    state_std: bool = False,
+):
+    """The ``ActorCritic`` for ``env``'s spaces from a config's ``hidden_sizes``,
+    ``activation`` and ``torso`` fields (shared by every actor-critic agent); with
+    ``squash`` a continuous policy is a tanh-squashed Gaussian acting in [-1, 1];
+    ``value_hidden_sizes`` (None: ``hidden_sizes``) sizes the critic's torso;
+    ``state_std`` makes a continuous policy's std a function of the state."""
+    spec = action_spec(owner, env, env_params)
+    if squash and spec.discrete:
+        raise ValueError(
+            f"{owner}Config.squash=True is not allowed for discrete actions; it squashes "
+            "a continuous (Box) policy into the action bounds"
+        )
+    if squash:
+        check_finite_bounds(owner, env, env_params)
+    if state_std and spec.discrete:
+        raise ValueError(
+            f"{owner}Config.state_std=True is not allowed for discrete actions; it "
+            "parametrises a continuous (Box) policy's std"
+        )
+    return ActorCritic(
+        action_dim=spec.dim,
+        discrete=spec.discrete,
+        hidden_sizes=config.hidden_sizes,
+        activation=config.activation,
+        torso_kind=config.torso,
+        obs_ndim=obs_ndim(env, env_params),
+        gru_size=gru_size,
+        squash=squash,
+        value_hidden_sizes=value_hidden_sizes,
+        state_std=state_std,
+    )
+
+
+def q_network(
+    owner: str,
+    config: Any,
+    env: Environment,
+    env_params: Any,
+    dueling: bool = False,
+    layer_norm: bool = False,
+    weight_init: str = "orthogonal",
+):
+    """The ``QNetwork`` for ``env``'s discrete actions from a config's ``hidden_sizes``,
+    ``activation`` and ``torso`` fields (shared by every value-based agent)."""
+    spec = action_spec(owner, env, env_params)
+    if not spec.discrete:
+        raise ValueError(
+            f"{owner} needs a Discrete action space; use SAC or TD3 for continuous actions"
+        )
+    return QNetwork(
+        num_actions=spec.dim,
+        hidden_sizes=config.hidden_sizes,
+        activation=config.activation,
+        torso_kind=config.torso,
+        obs_ndim=obs_ndim(env, env_params),
+        dueling=dueling,
+        layer_norm=layer_norm,
+        weight_init=weight_init,
+    )
+
+
+def actor_critics(
+    owner: str,
+    config: Any,
+    env: Environment,
+    env_params: Any,
+    continuous_actor: Literal["tanh_gaussian", "deterministic"],
+    allow_discrete: bool,
+):
+    """The ``ActorCritics`` of an off-policy actor-critic (SAC, TD3) for ``env``'s
+    actions from a config's ``hidden_sizes``, ``activation``, ``torso`` and
+    ``num_critics``: ``continuous_actor`` with ``Q(s, a)`` critics for a float Box,
+    or (if ``allow_discrete``) a categorical actor with ``Q(s, .)`` critics."""
+    spec = action_spec(owner, env, env_params)
+    if spec.discrete and not allow_discrete:
+        raise ValueError(
+            f"{owner} needs a continuous (float Box) action space; use DQN, PQN or "
+            "discrete SAC for discrete actions"
+        )
+    if not spec.discrete:
+        check_finite_bounds(owner, env, env_params)
+    common = dict(
+        hidden_sizes=config.hidden_sizes,
+        activation=config.activation,
+        torso_kind=config.torso,
+        obs_ndim=obs_ndim(env, env_params),
+    )
+    kind = "categorical" if spec.discrete else continuous_actor
+    return ActorCritics(
+        Actor(spec.dim, kind, **common),
+        Critics(config.num_critics, spec.dim if spec.discrete else None, **common),
+    )
+
+
+def check_finite_bounds(owner: str, env: Environment, env_params: Any) -> None:
+    """A float Box action space must have finite bounds, for policies that act in
+    ``[-1, 1]`` and rescale to them (SAC, TD3, CEM)."""
+    space = env.action_space(env_params)
+    bounds = (space.low, space.high)
+    # Bounds that depend on traced env params (a vmap over params) cannot be checked here.
+    concrete = not any(isinstance(b, jax.core.Tracer) for b in bounds)
+    if concrete and not all(np.isfinite(np.asarray(b)).all() for b in bounds):
+        raise ValueError(
+            f"{owner} needs finite action bounds (its policy acts in [-1, 1], rescaled "
+            f"to them), got low={space.low}, high={space.high}"
+        )

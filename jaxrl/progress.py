@@ -30,7 +30,7 @@ callbacks"), so the CLI and scripts, which cache their compiles
 (``jaxrl.parallel.prepare_process``), train with ``report=False`` in compiled
 pieces of about ``report_every`` updates and report each piece's last update
 from the host between them (``host_piece`` chooses the piece;
-``jaxrl.checkpoint.train_in_chunks`` does this inside a ``Progress``). The next
+``jaxrl.training.train_in_chunks`` does this inside a ``Progress``). The next
 piece is dispatched before the last one's metrics are read, so the device does
 not wait on the host; a piece costs about what an in-graph report does.
 

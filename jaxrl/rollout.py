@@ -13,6 +13,10 @@ across the batch, so one set of statistics for the agent); rewards divided by
 the running standard deviation of the discounted return, which resets at
 episode ends. The statistics are ``envs.running_stats`` pytrees in the carry,
 so checkpoints and device merges treat them like any other state.
+
+``batched_env`` builds the ``VecEnv`` every agent steps (episode statistics,
+continuous actions clipped or rescaled); ``unit_action_env`` and ``env_action``
+map the [-1, 1] actions of squashed policies to the env's range.
 """
 
 from __future__ import annotations
@@ -23,7 +27,9 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 
-from envs import running_stats
+from envs import running_stats, wrappers
+from envs.core import Environment, Wrapper
+from envs.spaces import Discrete
 from envs.vector import VecEnv
 from jaxrl.parallel import EnvShards
 
@@ -188,3 +194,38 @@ def carry_spec(split, shared) -> EnvCarry:
     """Partition specs of an ``EnvCarry`` split over devices: per-env arrays ``split``,
     the merged normaliser statistics ``shared``."""
     return EnvCarry(split, split, split, Normalizer(shared, shared, split))
+
+
+def unit_action_env(env: Environment, env_params: Any) -> Environment:
+    """``env`` with continuous actions rescaled from ``[-1, 1]`` (``RescaleAction``),
+    the range of tanh-squashed policies; discrete envs are returned as they are."""
+    if isinstance(env.action_space(env_params), Discrete):
+        return env
+    return wrappers.RescaleAction(env)
+
+
+def env_action(env: Environment, env_params: Any) -> Callable[[jax.Array], jax.Array]:
+    """``actions [N, ...]`` of a policy acting in [-1, 1] -> ``env``'s own range (the
+    identity for discrete actions)."""
+    unit_env = unit_action_env(env, env_params)
+    if unit_env is env:
+        return lambda action: action
+    return lambda action: jax.vmap(unit_env.inner_action, in_axes=(0, None))(action, env_params)
+
+
+def batched_env(
+    env: Environment,
+    num_envs: int,
+    max_resets: int | None,
+    continuous: bool,
+    squashed: bool = False,
+) -> VecEnv:
+    """``VecEnv`` over ``env`` with episode statistics (added if missing) and, for
+    continuous actions, ``ClipAction`` (policies sample unbounded Gaussians; the
+    log-probability is of the unclipped sample) or, for ``squashed`` policies acting
+    in [-1, 1], ``RescaleAction``."""
+    if not (isinstance(env, Wrapper) and env.find(wrappers.EpisodeStatistics) is not None):
+        env = wrappers.EpisodeStatistics(env)
+    if continuous:
+        env = wrappers.RescaleAction(env) if squashed else wrappers.ClipAction(env)
+    return VecEnv(env, num_envs, max_resets)

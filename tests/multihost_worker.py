@@ -18,6 +18,7 @@ from jax.sharding import NamedSharding
 from jax.sharding import PartitionSpec as P
 
 from jaxrl import checkpoint, distributed
+from jaxrl.training import train_in_chunks
 
 
 def global_array(value: np.ndarray, sharding: NamedSharding) -> jax.Array:
@@ -92,7 +93,7 @@ def training(work_dir: Path) -> dict:
     keys, hp = jax.random.split(jax.random.key(0), 2), ppo.PPOHParams()
     identity = checkpoint.run_identity("ppo", "cartpole", env_params, config, hp, 2)
     ckpts = checkpoint.Checkpoints(work_dir / "ppo", identity)
-    state, metrics, _ = checkpoint.train_in_chunks(trainer, keys, hp, 2, checkpoints=ckpts)
+    state, metrics, _ = train_in_chunks(trainer, keys, hp, 2, checkpoints=ckpts)
     ckpts.close()
     leaf = jax.tree.leaves(state.params)[0]
     return {

@@ -13,7 +13,7 @@ import pytest
 
 import envs
 import jaxrl
-from jaxrl import checkpoint
+from jaxrl import checkpoint, training
 from jaxrl.agents import dqn, ppo
 
 AGENTS = {
@@ -34,7 +34,7 @@ import sys
 import jax
 import numpy as np
 import envs
-from jaxrl import checkpoint
+from jaxrl import checkpoint, training
 from jaxrl.agents import {algo}
 
 directory, until, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
@@ -45,7 +45,7 @@ trainer = {algo}.make_train(config, env, params)
 keys = jax.random.split(jax.random.key(0), 2)
 identity = checkpoint.run_identity("{algo}", "gymnax:CartPole-v1", params, config, hparams, 2, 0)
 ckpts = checkpoint.Checkpoints(directory, identity, max_to_keep=2)
-state, metrics, info = checkpoint.train_in_chunks(
+state, metrics, info = training.train_in_chunks(
     trainer, keys, hparams, chunk=3, checkpoints=ckpts, until=until
 )
 leaves = jax.tree.leaves(checkpoint.plain(state))
@@ -225,8 +225,8 @@ def test_bad_arguments_are_refused_before_compiling(tmp_path):
     trainer = ppo.make_train(ppo.PPOConfig(total_steps=4 * 128 * 4), env, params)
     keys = jax.random.split(jax.random.key(0), 2)
     with pytest.raises(ValueError, match=r"chunk=0 is not allowed; it must be in \[1, 4\]"):
-        checkpoint.train_in_chunks(trainer, keys, ppo.PPOHParams(), chunk=0)
+        training.train_in_chunks(trainer, keys, ppo.PPOHParams(), chunk=0)
     with pytest.raises(ValueError, match=r"until=5 is not allowed"):
-        checkpoint.train_in_chunks(trainer, keys, ppo.PPOHParams(), chunk=2, until=5)
+        training.train_in_chunks(trainer, keys, ppo.PPOHParams(), chunk=2, until=5)
     with pytest.raises(ValueError, match="max_to_keep=0"):
         checkpoint.Checkpoints(tmp_path, identity(), max_to_keep=0)

@@ -152,7 +152,7 @@ SPLIT_CHILD = textwrap.dedent(
     from pathlib import Path
     import jax, numpy as np
     import envs
-    from jaxrl import checkpoint
+    from jaxrl import checkpoint, training
     from jaxrl.agents import a2c, dqn, ppo, pqn
 
     def diff(a, b):
@@ -211,7 +211,7 @@ SPLIT_CHILD = textwrap.dedent(
         trainer = ppo.make_train(config, env, params)
         identity = checkpoint.run_identity("ppo", "cartpole", params, config, hp, 2)
         ckpts = checkpoint.Checkpoints(directory, identity)
-        state, metrics, _ = checkpoint.train_in_chunks(trainer, keys, hp, 2, checkpoints=ckpts,
+        state, metrics, _ = training.train_in_chunks(trainer, keys, hp, 2, checkpoints=ckpts,
                                                        until=until)
         ckpts.close()
         return state, metrics

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxrl import progress
+from jaxrl import progress, training
 
 
 def toy_train(key, scale):
@@ -226,7 +226,7 @@ def counting_trainer(updates: int, log_every: int = 1):
 
 @pytest.mark.parametrize("log_every", [1, 4])
 def test_train_in_chunks_reports_from_the_host_as_the_compiled_loop_does(tmp_path, log_every):
-    from jaxrl import checkpoint, loggers
+    from jaxrl import loggers
 
     keys = jax.random.split(jax.random.key(0), 3)
     trainer = counting_trainer(200, log_every)
@@ -238,7 +238,7 @@ def test_train_in_chunks_reports_from_the_host_as_the_compiled_loop_does(tmp_pat
                 state, metrics = jax.jit(jax.vmap(trainer, in_axes=(0, None)))(keys, None)
                 jax.block_until_ready(metrics)
             else:
-                state, metrics, _ = checkpoint.train_in_chunks(trainer, keys, None, chunk=200)
+                state, metrics, _ = training.train_in_chunks(trainer, keys, None, chunk=200)
         rows.close()
         reported[route] = (bar.history, state["params"], metrics)
     import pandas as pd
@@ -276,12 +276,12 @@ def test_programs_reporting_from_the_host_enter_the_persistent_compile_cache(tmp
         jax.config.update("jax_explain_cache_misses", True)
         sys.path.insert(0, sys.argv[2])
         from test_progress import counting_trainer
-        from jaxrl import checkpoint, progress
+        from jaxrl import checkpoint, progress, training
         keys = jax.random.split(jax.random.key(0), 2)
         with progress.Progress(200, 1, 2, stream=io.StringIO()):
-            checkpoint.train_in_chunks(counting_trainer(200), keys, None, chunk=200)
+            training.train_in_chunks(counting_trainer(200), keys, None, chunk=200)
             print("HOST DONE", file=sys.stderr, flush=True)
-            checkpoint.train_in_chunks(counting_trainer(997), keys, None, chunk=997)
+            training.train_in_chunks(counting_trainer(997), keys, None, chunk=997)
         """
     )
     tests = str(Path(__file__).parent)

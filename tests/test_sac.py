@@ -13,7 +13,6 @@ import pytest
 
 import envs
 from envs import running_stats
-from jaxrl import config as C
 from jaxrl import replay, rollout
 from jaxrl.agents import sac, td3
 from jaxrl.distributions import Categorical
@@ -86,7 +85,7 @@ def test_replay_keeps_raw_observations_and_samples_them_normalised():
     config = sac.SACConfig(num_envs=4, rollout_len=8, total_steps=64, learning_starts=0,
                            buffer_size=64, minibatch_size=16, normalize_obs=True)  # fmt: skip
     env, params = envs.make("gymnax:Pendulum-v1")
-    venv = C.batched_env(C.unit_action_env(env, params), 4, None, True)
+    venv = rollout.batched_env(rollout.unit_action_env(env, params), 4, None, True)
     buffer = replay.Replay(4, 64, 16)
     loop = replay.OffPolicyLoop(venv, params, buffer, config)
     carry = rollout.init_carry(venv, params, jax.random.key(0), True, False)

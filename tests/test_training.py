@@ -68,10 +68,10 @@ def test_a_diverged_chunk_stops_training_before_its_checkpoint(tmp_path, what, q
     ckpts = checkpoint.Checkpoints(tmp_path, {"run": "toy"})
     trainer = toy_trainer(bad_from=5, what=what)
     with pytest.raises(training.Diverged, match=f"{quantity} not finite in run 0 from update 5"):
-        checkpoint.train_in_chunks(trainer, keys, None, chunk=2, checkpoints=ckpts)
+        training.train_in_chunks(trainer, keys, None, chunk=2, checkpoints=ckpts)
     assert ckpts.all() == [2, 4]  # the chunk with update 5 was not saved
     with pytest.raises(training.Diverged) as caught:
-        checkpoint.train_in_chunks(toy_trainer(5, what), keys, None, chunk=8)
+        training.train_in_chunks(toy_trainer(5, what), keys, None, chunk=8)
     assert [(f.run, f.update) for f in caught.value.faults] == [(0, 5), (1, 5), (2, 5)]
     assert caught.value.last_good is None and quantity in caught.value.faults[0].quantities
 

@@ -31,7 +31,7 @@ from jaxrl import config as C
 from jaxrl import hparams as H
 from jaxrl import parallel, returns, rollout
 from jaxrl.agents import Agent
-from jaxrl.networks import ActorCritic
+from jaxrl.networks import ActorCritic, actor_critic
 from jaxrl.optim import make_optimizer
 from jaxrl.training import Trainer
 
@@ -95,7 +95,7 @@ def a2c_loss(
 
 
 def make_network(config: A2CConfig, env: Any, env_params: Any) -> ActorCritic:
-    return C.actor_critic("A2C", config, env, env_params)
+    return actor_critic("A2C", config, env, env_params)
 
 
 def make_train(config: A2CConfig, env: Any, env_params: Any) -> Trainer:
@@ -103,7 +103,7 @@ def make_train(config: A2CConfig, env: Any, env_params: Any) -> Trainer:
     axis; a ``jaxrl.training.Trainer``, so it also runs in chunks from ``train.start``."""
     network = make_network(config, env, env_params)
     shards = parallel.EnvShards(config.num_envs, config.num_devices)
-    venv = C.batched_env(env, shards.local_envs, config.max_resets, not network.discrete)
+    venv = rollout.batched_env(env, shards.local_envs, config.max_resets, not network.discrete)
     obs_shape = venv.observation_space(env_params).shape
 
     def optimizer(hp: A2CHParams) -> optax.GradientTransformation:

@@ -37,7 +37,7 @@ from jaxrl import config as C
 from jaxrl import hparams as H
 from jaxrl import rollout
 from jaxrl.evaluate import episode_limit, evaluate
-from jaxrl.networks import Actor
+from jaxrl.networks import Actor, action_spec, obs_ndim
 from jaxrl.optim import make_optimizer
 from jaxrl.training import Trainer
 
@@ -140,14 +140,14 @@ def bc_loss(params: Any, apply_fn: Callable, obs: Any, action: jax.Array):
 
 
 def make_network(config: BCConfig, env: Any, env_params: Any) -> Actor:
-    spec = C.action_spec("BCConfig", env, env_params)
+    spec = action_spec("BCConfig", env, env_params)
     return Actor(
         spec.dim,
         "categorical" if spec.discrete else "gaussian",
         hidden_sizes=config.hidden_sizes,
         activation=config.activation,
         torso_kind=config.torso,
-        obs_ndim=C.obs_ndim(env, env_params),
+        obs_ndim=obs_ndim(env, env_params),
     )
 
 
@@ -158,8 +158,8 @@ def make_train(config: BCConfig, env: Any, env_params: Any, expert: Expert) -> T
     from ``train.start``."""
 
     network = make_network(config, env, env_params)
-    spec = C.action_spec("BCConfig", env, env_params)
-    venv = C.batched_env(env, config.num_envs, None, continuous=not spec.discrete)
+    spec = action_spec("BCConfig", env, env_params)
+    venv = rollout.batched_env(env, config.num_envs, None, continuous=not spec.discrete)
     obs_space = venv.observation_space(env_params)
     action_shape = () if spec.discrete else (spec.dim,)
     action_dtype = jnp.int32 if spec.discrete else jnp.float32

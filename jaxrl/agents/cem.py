@@ -61,9 +61,10 @@ from jax.flatten_util import ravel_pytree
 from envs.core import Environment
 from jaxrl import config as C
 from jaxrl import hparams as H
+from jaxrl import rollout
 from jaxrl.agents import Agent
 from jaxrl.evaluate import episode_limit, evaluate
-from jaxrl.networks import Actor
+from jaxrl.networks import Actor, action_spec, check_finite_bounds, obs_ndim
 from jaxrl.training import Trainer
 
 
@@ -184,15 +185,15 @@ def cem_update(
 def make_network(config: CEMConfig, env: Environment, env_params: Any) -> Actor:
     """The policy: ``Actor`` with a categorical head (acted on by its argmax) for
     Discrete actions, the deterministic ``tanh`` head for a float Box."""
-    spec = C.action_spec("CEM", env, env_params)
+    spec = action_spec("CEM", env, env_params)
     if not spec.discrete:
-        C.check_finite_bounds("CEM", env, env_params)
+        check_finite_bounds("CEM", env, env_params)
     return Actor(
         spec.dim,
         "categorical" if spec.discrete else "deterministic",
         hidden_sizes=config.hidden_sizes,
         activation=config.activation,
-        obs_ndim=C.obs_ndim(env, env_params),
+        obs_ndim=obs_ndim(env, env_params),
     )
 
 
@@ -224,7 +225,7 @@ def make_train(config: CEMConfig, env: Environment, env_params: Any) -> Trainer:
     A ``jaxrl.training.Trainer`` (one update per generation), so it also runs in chunks
     from ``train.start``."""
     network = make_network(config, env, env_params)
-    unit_env = C.unit_action_env(env, env_params)
+    unit_env = rollout.unit_action_env(env, env_params)
     limit = episode_limit(env, env_params)
     obs_shape = env.observation_space(env_params).shape
     n, episodes, generations = (
@@ -299,7 +300,7 @@ def make_policy(
     act_unit = flat_policy(network, _unravel(network, env, env_params))(theta)
     if network.kind == "categorical":
         return act_unit
-    to_env = C.env_action(env, env_params)
+    to_env = rollout.env_action(env, env_params)
     return lambda key, obs: to_env(act_unit(key, obs))
 
 

@@ -47,6 +47,7 @@ from jaxrl import hparams as H
 from jaxrl import parallel, replay, returns, rollout
 from jaxrl.agents import Agent
 from jaxrl.exploration import epsilon_greedy, linear_epsilon, q_policy
+from jaxrl.networks import q_network
 from jaxrl.optim import make_optimizer
 from jaxrl.training import Trainer
 
@@ -195,7 +196,7 @@ def dqn_loss(
 
 
 def make_network(config: DQNConfig, env: Any, env_params: Any):
-    return C.q_network(
+    return q_network(
         "DQN",
         config,
         env,
@@ -211,7 +212,7 @@ def make_train(config: DQNConfig, env: Any, env_params: Any) -> Trainer:
     axis; a ``jaxrl.training.Trainer``, so it also runs in chunks from ``train.start``."""
     network = make_network(config, env, env_params)
     shards = parallel.EnvShards(config.num_envs, config.num_devices)
-    venv = C.batched_env(env, shards.local_envs, config.max_resets, continuous=False)
+    venv = rollout.batched_env(env, shards.local_envs, config.max_resets, continuous=False)
     obs_space = venv.observation_space(env_params)
     buffer = replay.Replay(  # this device's rows of the buffer
         shards.local_envs,

@@ -48,7 +48,7 @@ from jaxrl import hparams as H
 from jaxrl import minibatch, parallel, returns, rollout
 from jaxrl.agents import Agent
 from jaxrl.distributions import TanhGaussian
-from jaxrl.networks import ActorCritic
+from jaxrl.networks import ActorCritic, actor_critic
 from jaxrl.optim import make_optimizer
 from jaxrl.training import Trainer
 
@@ -217,7 +217,7 @@ def normalize_advantages(batch: Batch) -> Batch:
 
 
 def make_network(config: PPOConfig, env: Any, env_params: Any) -> ActorCritic:
-    return C.actor_critic(
+    return actor_critic(
         "PPO", config, env, env_params, config.gru_size, config.squash,
         config.value_hidden_sizes, config.state_std,
     )  # fmt: skip
@@ -228,7 +228,7 @@ def make_train(config: PPOConfig, env: Any, env_params: Any) -> Trainer:
     axis; a ``jaxrl.training.Trainer``, so it also runs in chunks from ``train.start``."""
     network = make_network(config, env, env_params)
     shards = parallel.EnvShards(config.num_envs, config.num_devices)
-    venv = C.batched_env(
+    venv = rollout.batched_env(
         env, shards.local_envs, config.max_resets, not network.discrete, config.squash
     )
     recurrent = config.gru_size > 0
@@ -355,7 +355,7 @@ def make_policy(
     env's own range (a ``squash`` policy's are rescaled from [-1, 1])."""
     network = make_network(config, env, env_params)
     norm = state.env.norm
-    to_env = C.env_action(env, env_params) if config.squash else lambda a: a
+    to_env = rollout.env_action(env, env_params) if config.squash else lambda a: a
     if not config.gru_size:
         policy = rollout.feed_forward_policy(network, state.params, norm, deterministic)
         return lambda key, obs: to_env(policy(key, obs))

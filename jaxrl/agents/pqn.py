@@ -36,6 +36,7 @@ from jaxrl import hparams as H
 from jaxrl import minibatch, parallel, returns, rollout
 from jaxrl.agents import Agent
 from jaxrl.exploration import epsilon_greedy, linear_epsilon, q_policy
+from jaxrl.networks import q_network
 from jaxrl.optim import make_optimizer
 from jaxrl.training import Trainer
 
@@ -137,7 +138,7 @@ def pqn_loss(
 
 
 def make_network(config: PQNConfig, env: Any, env_params: Any):
-    return C.q_network("PQN", config, env, env_params, layer_norm=config.layer_norm)
+    return q_network("PQN", config, env, env_params, layer_norm=config.layer_norm)
 
 
 def make_train(config: PQNConfig, env: Any, env_params: Any) -> Trainer:
@@ -145,7 +146,7 @@ def make_train(config: PQNConfig, env: Any, env_params: Any) -> Trainer:
     axis; a ``jaxrl.training.Trainer``, so it also runs in chunks from ``train.start``."""
     network = make_network(config, env, env_params)
     shards = parallel.EnvShards(config.num_envs, config.num_devices)
-    venv = C.batched_env(env, shards.local_envs, config.max_resets, continuous=False)
+    venv = rollout.batched_env(env, shards.local_envs, config.max_resets, continuous=False)
     obs_shape = venv.observation_space(env_params).shape
     sgd_steps = config.num_updates * config.num_epochs * config.num_minibatches
 

@@ -40,7 +40,7 @@ from jaxrl import config as C
 from jaxrl import hparams as H
 from jaxrl import returns, rollout
 from jaxrl.agents import Agent
-from jaxrl.networks import ActorCritic
+from jaxrl.networks import ActorCritic, actor_critic
 from jaxrl.optim import make_optimizer
 from jaxrl.training import Trainer
 
@@ -136,14 +136,14 @@ def reinforce_loss(
 def make_network(config: ReinforceConfig, env: Any, env_params: Any) -> ActorCritic:
     """An actor-critic; without a baseline the critic is trained by nothing (its loss
     is only logged), which keeps one network shape for both modes."""
-    return C.actor_critic("REINFORCE", config, env, env_params)
+    return actor_critic("REINFORCE", config, env, env_params)
 
 
 def make_train(config: ReinforceConfig, env: Any, env_params: Any) -> Trainer:
     """``train(key, hparams) -> (ReinforceState, metrics)``, metrics with a leading update
     axis; a ``jaxrl.training.Trainer``, so it also runs in chunks from ``train.start``."""
     network = make_network(config, env, env_params)
-    venv = C.batched_env(env, config.num_envs, config.max_resets, not network.discrete)
+    venv = rollout.batched_env(env, config.num_envs, config.max_resets, not network.discrete)
     obs_shape = venv.observation_space(env_params).shape
 
     def optimizer(hp: ReinforceHParams) -> optax.GradientTransformation:

@@ -41,7 +41,7 @@ from jaxrl import hparams as H
 from jaxrl import replay, rollout
 from jaxrl.agents import Agent
 from jaxrl.exploration import uniform_actions
-from jaxrl.networks import ActorCritics
+from jaxrl.networks import ActorCritics, actor_critics
 from jaxrl.optim import make_optimizer
 from jaxrl.training import Trainer
 
@@ -204,7 +204,7 @@ def learner_step(
 
 
 def make_network(config: SACConfig, env: Any, env_params: Any) -> ActorCritics:
-    return C.actor_critics("SAC", config, env, env_params, "tanh_gaussian", allow_discrete=True)
+    return actor_critics("SAC", config, env, env_params, "tanh_gaussian", allow_discrete=True)
 
 
 def make_train(config: SACConfig, env: Any, env_params: Any) -> Trainer:
@@ -212,8 +212,8 @@ def make_train(config: SACConfig, env: Any, env_params: Any) -> Trainer:
     axis; a ``jaxrl.training.Trainer``, so it also runs in chunks from ``train.start``."""
     networks = make_network(config, env, env_params)
     discrete = networks.critics.num_actions is not None
-    venv = C.batched_env(
-        C.unit_action_env(env, env_params), config.num_envs, config.max_resets, not discrete
+    venv = rollout.batched_env(
+        rollout.unit_action_env(env, env_params), config.num_envs, config.max_resets, not discrete
     )
     obs_space = venv.observation_space(env_params)
     buffer = replay.Replay(config.num_envs, config.buffer_size, config.minibatch_size)
@@ -269,7 +269,7 @@ def make_policy(
     """``act(key, obs [N, ...]) -> action`` in ``env``'s own action range: the policy's
     mode (``tanh`` of the mean; the most likely action) or a sample."""
     networks = make_network(config, env, env_params)
-    to_env = C.env_action(env, env_params)
+    to_env = rollout.env_action(env, env_params)
 
     def act(key: jax.Array, obs: jax.Array) -> jax.Array:
         dist = networks.actor.apply(

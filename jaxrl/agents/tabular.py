@@ -37,6 +37,7 @@ from jaxrl import hparams as H
 from jaxrl import rollout
 from jaxrl.agents import Agent
 from jaxrl.exploration import epsilon_greedy, linear_epsilon
+from jaxrl.networks import action_spec
 from jaxrl.training import Trainer
 
 RULES = ("q_learning", "sarsa", "expected_sarsa")
@@ -129,10 +130,10 @@ def make_train(config: TabularConfig, env: Any, env_params: Any) -> Trainer:
     record axis (``num_updates`` of them); a ``jaxrl.training.Trainer``, so it also
     runs in chunks from ``train.start``."""
     num_states, index = state_indexer("TabularConfig", env, env_params)
-    spec = C.action_spec("TabularConfig", env, env_params)
+    spec = action_spec("TabularConfig", env, env_params)
     if not spec.discrete:
         raise ValueError("TabularConfig needs a Discrete action space")
-    venv = C.batched_env(env, config.num_envs, config.max_resets, continuous=False)
+    venv = rollout.batched_env(env, config.num_envs, config.max_resets, continuous=False)
     index_batch = jax.vmap(index)
     rule = config.rule
 

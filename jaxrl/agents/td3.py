@@ -35,7 +35,7 @@ from jaxrl import replay, rollout
 from jaxrl.agents import Agent
 from jaxrl.distributions import draw
 from jaxrl.exploration import uniform_actions
-from jaxrl.networks import ActorCritics
+from jaxrl.networks import ActorCritics, actor_critics
 from jaxrl.optim import make_optimizer
 from jaxrl.training import Trainer
 
@@ -162,15 +162,15 @@ def learner_step(
 
 
 def make_network(config: TD3Config, env: Any, env_params: Any) -> ActorCritics:
-    return C.actor_critics("TD3", config, env, env_params, "deterministic", allow_discrete=False)
+    return actor_critics("TD3", config, env, env_params, "deterministic", allow_discrete=False)
 
 
 def make_train(config: TD3Config, env: Any, env_params: Any) -> Trainer:
     """``train(key, hparams) -> (TD3State, metrics)``, metrics with a leading update
     axis; a ``jaxrl.training.Trainer``, so it also runs in chunks from ``train.start``."""
     networks = make_network(config, env, env_params)
-    venv = C.batched_env(
-        C.unit_action_env(env, env_params), config.num_envs, config.max_resets, True
+    venv = rollout.batched_env(
+        rollout.unit_action_env(env, env_params), config.num_envs, config.max_resets, True
     )
     obs_space = venv.observation_space(env_params)
     buffer = replay.Replay(config.num_envs, config.buffer_size, config.minibatch_size)
@@ -222,7 +222,7 @@ def make_policy(
     """``act(key, obs [N, ...]) -> action`` in ``env``'s own action range: ``mu(s)``, plus
     the default exploration noise when not ``deterministic``."""
     networks = make_network(config, env, env_params)
-    to_env = C.env_action(env, env_params)
+    to_env = rollout.env_action(env, env_params)
     noise = 0.0 if deterministic else TD3HParams().exploration_noise
 
     def act(key: jax.Array, obs: jax.Array) -> jax.Array:

@@ -51,7 +51,7 @@ from jaxrl import config as C
 from jaxrl import hparams as H
 from jaxrl import minibatch, returns, rollout
 from jaxrl.agents import Agent
-from jaxrl.networks import ActorCritic
+from jaxrl.networks import ActorCritic, actor_critic
 from jaxrl.optim import make_optimizer
 from jaxrl.training import Trainer
 
@@ -210,7 +210,7 @@ def natural_gradient_step(
 
 
 def make_network(config: TRPOConfig, env: Any, env_params: Any) -> ActorCritic:
-    return C.actor_critic("TRPO", config, env, env_params)
+    return actor_critic("TRPO", config, env, env_params)
 
 
 def _policy(module: ActorCritic, obs):
@@ -245,7 +245,7 @@ def make_train(config: TRPOConfig, env: Any, env_params: Any) -> Trainer:
     """``train(key, hparams) -> (TRPOState, metrics)``, metrics with a leading update
     axis; a ``jaxrl.training.Trainer``, so it also runs in chunks from ``train.start``."""
     network = make_network(config, env, env_params)
-    venv = C.batched_env(env, config.num_envs, config.max_resets, not network.discrete)
+    venv = rollout.batched_env(env, config.num_envs, config.max_resets, not network.discrete)
     obs_shape = venv.observation_space(env_params).shape
 
     def optimizer(hp: TRPOHParams) -> optax.GradientTransformation:
