@@ -68,6 +68,11 @@ def uniform_actions(key: jax.Array, num: int, num_actions: int | None, dim: int)
     return draw(jax.random.uniform, key, (num, dim), jnp.float32, -1.0, 1.0)
 
 
+def q_values(network: Any, params: Any):
+    """``value(obs [N, ...]) -> Q [N, num_actions]`` of a trained Q-network."""
+    return lambda obs: network.apply(params, obs)
+
+
 def q_policy(network: Any, params: Any, eps: float):
     """``act(key, obs [N, ...]) -> action`` of a trained Q-network, epsilon-greedy
     (``eps = 0``: greedy)."""

@@ -102,6 +102,16 @@ def feed_forward_policy(network: Any, params: Any, norm: Normalizer, determinist
     return act
 
 
+def feed_forward_value(network: Any, params: Any, norm: Normalizer):
+    """``value(obs [N, ...]) -> V [N]`` of a trained actor-critic's critic, applying
+    the (frozen) observation statistics."""
+
+    def value(obs: Any) -> jax.Array:
+        return network.apply(params, normalize_obs(norm, obs))[1]
+
+    return value
+
+
 ActFn = Callable[[jax.Array, Any, jax.Array, Any], tuple[jax.Array, Any, Any]]
 """``act_fn(keys [N], obs [N, ...], first [N], policy_carry) -> (action, extras,
 policy_carry)``, with one key per env (``jaxrl.distributions`` samples take them)

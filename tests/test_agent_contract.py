@@ -299,6 +299,38 @@ def test_policy_acts_on_main_env(agent, main_run):
         assert action.shape == (3,) and ((action >= 0) & (action < 2)).all()
 
 
+def test_value_accessor_gives_v_or_q_of_the_trained_state(agent, main_run):
+    """``make_value`` (issue 21): V(s) [N] for actor-critics, Q(s, .) [N, A] for
+    Q-learners, whose greedy policy is its argmax; None where an agent has none."""
+    if agent.record.make_value is None:
+        assert agent.module in (sac, td3, cem)
+        return
+    env, params = envs.make(main_env(agent))
+    state = jax.tree.map(lambda x: x[0], main_run.seeds[0])
+    value = jax.jit(agent.record.make_value(agent.small, env, params, state))
+    obs = jax.random.normal(jax.random.key(4), (5, *env.observation_space(params).shape))
+    values = np.asarray(value(obs))
+    assert np.isfinite(values).all() and len(np.unique(values.round(6))) > 1
+    if agent.discrete_only:  # a Q-learner
+        assert values.shape == (5, 2)
+        act = agent.record.make_policy(agent.small, env, params, state)
+        np.testing.assert_array_equal(act(jax.random.key(1), obs), values.argmax(1))
+    else:
+        assert values.shape == (5,)
+
+
+def test_value_accessor_refuses_what_it_cannot_give():
+    env, params = envs.make(CARTPOLE)
+    recurrent = ppo.PPOConfig(
+        num_envs=2, rollout_len=8, total_steps=16, gru_size=8, num_minibatches=1
+    )
+    with pytest.raises(ValueError, match="recurrent policy \\(gru_size=8\\) is not supported"):
+        ppo.make_value(recurrent, env, params, None)
+    no_baseline = reinforce.ReinforceConfig(baseline=False)
+    with pytest.raises(ValueError, match="baseline=False trains no value function"):
+        reinforce.make_value(no_baseline, env, params, None)
+
+
 def test_other_action_kind_runs_or_is_refused(agent):
     if agent.continuous_only:
         env, params = envs.make(CARTPOLE)

@@ -77,6 +77,12 @@ class Agent:
     """``make_train(config, env, env_params) -> Trainer``."""
     make_policy: Callable[..., Any]
     """``make_policy(config, env, env_params, state, deterministic) -> act``."""
+    make_value: Callable[..., Any] | None = None
+    """``make_value(config, env, env_params, state) -> value(obs [N, ...])``: V(s) [N]
+    for the actor-critics, Q(s, .) [N, num_actions] for the Q-learners, observation
+    statistics applied; None where the agent has none to give (SAC and TD3 learn
+    Q(s, a) of continuous actions, CEM no value at all, tabular agents a table:
+    ``state.q``)."""
     discrete: bool = True
     """Trains on discrete action spaces (else refused before compiling)."""
     continuous: bool = True

@@ -173,6 +173,13 @@ def make_policy(
     return rollout.feed_forward_policy(network, state.params, state.env.norm, deterministic)
 
 
+def make_value(config: A2CConfig, env: Any, env_params: Any, state: A2CState):
+    """``value(obs [N, ...]) -> V [N]``: the trained critic, with the (frozen)
+    observation statistics applied."""
+    network = make_network(config, env, env_params)
+    return rollout.feed_forward_value(network, state.params, state.env.norm)
+
+
 AGENT = Agent(
     name="a2c",
     description="advantage actor-critic",
@@ -180,4 +187,5 @@ AGENT = Agent(
     HParams=A2CHParams,
     make_train=make_train,
     make_policy=make_policy,
+    make_value=make_value,
 )

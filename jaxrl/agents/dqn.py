@@ -46,7 +46,7 @@ from jaxrl import config as C
 from jaxrl import hparams as H
 from jaxrl import parallel, replay, returns, rollout
 from jaxrl.agents import Agent
-from jaxrl.exploration import epsilon_greedy, linear_epsilon, q_policy
+from jaxrl.exploration import epsilon_greedy, linear_epsilon, q_policy, q_values
 from jaxrl.networks import q_network
 from jaxrl.optim import make_optimizer
 from jaxrl.training import Trainer
@@ -308,6 +308,11 @@ def make_policy(
     return q_policy(network, state.params, 0.0 if deterministic else DQNHParams().eps_end)
 
 
+def make_value(config: DQNConfig, env: Any, env_params: Any, state: DQNState):
+    """``value(obs [N, ...]) -> Q [N, num_actions]``: the trained Q-network."""
+    return q_values(make_network(config, env, env_params), state.params)
+
+
 AGENT = Agent(
     name="dqn",
     description="deep Q-network (double, ...)",
@@ -315,5 +320,6 @@ AGENT = Agent(
     HParams=DQNHParams,
     make_train=make_train,
     make_policy=make_policy,
+    make_value=make_value,
     continuous=False,
 )

@@ -369,6 +369,18 @@ def make_policy(
     return act
 
 
+def make_value(config: PPOConfig, env: Any, env_params: Any, state: PPOState):
+    """``value(obs [N, ...]) -> V [N]``: the trained critic, with the (frozen)
+    observation statistics applied."""
+    if config.gru_size:
+        raise ValueError(
+            f"make_value of a recurrent policy (gru_size={config.gru_size}) is not "
+            "supported yet; its value needs the GRU's state"
+        )
+    network = make_network(config, env, env_params)
+    return rollout.feed_forward_value(network, state.params, state.env.norm)
+
+
 AGENT = Agent(
     name="ppo",
     description="proximal policy optimisation",
@@ -376,4 +388,5 @@ AGENT = Agent(
     HParams=PPOHParams,
     make_train=make_train,
     make_policy=make_policy,
+    make_value=make_value,
 )

@@ -35,7 +35,7 @@ from jaxrl import config as C
 from jaxrl import hparams as H
 from jaxrl import minibatch, parallel, returns, rollout
 from jaxrl.agents import Agent
-from jaxrl.exploration import epsilon_greedy, linear_epsilon, q_policy
+from jaxrl.exploration import epsilon_greedy, linear_epsilon, q_policy, q_values
 from jaxrl.networks import q_network
 from jaxrl.optim import make_optimizer
 from jaxrl.training import Trainer
@@ -218,6 +218,11 @@ def make_policy(
     return q_policy(network, state.params, 0.0 if deterministic else PQNHParams().eps_end)
 
 
+def make_value(config: PQNConfig, env: Any, env_params: Any, state: PQNState):
+    """``value(obs [N, ...]) -> Q [N, num_actions]``: the trained Q-network."""
+    return q_values(make_network(config, env, env_params), state.params)
+
+
 AGENT = Agent(
     name="pqn",
     description="parallel Q-learning, no replay",
@@ -225,6 +230,7 @@ AGENT = Agent(
     HParams=PQNHParams,
     make_train=make_train,
     make_policy=make_policy,
+    make_value=make_value,
     continuous=False,
 )
 

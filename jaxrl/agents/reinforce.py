@@ -210,6 +210,17 @@ def make_policy(
     return rollout.feed_forward_policy(network, state.params, state.env.norm, deterministic)
 
 
+def make_value(config: ReinforceConfig, env: Any, env_params: Any, state: ReinforceState):
+    """``value(obs [N, ...]) -> V [N]``: the trained critic, with the (frozen)
+    observation statistics applied."""
+    if not config.baseline:
+        raise ValueError(
+            "ReinforceConfig.baseline=False trains no value function, so there is none to return"
+        )
+    network = make_network(config, env, env_params)
+    return rollout.feed_forward_value(network, state.params, state.env.norm)
+
+
 AGENT = Agent(
     name="reinforce",
     description="vanilla policy gradient",
@@ -217,4 +228,5 @@ AGENT = Agent(
     HParams=ReinforceHParams,
     make_train=make_train,
     make_policy=make_policy,
+    make_value=make_value,
 )

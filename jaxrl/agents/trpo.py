@@ -325,6 +325,13 @@ def make_policy(
     return rollout.feed_forward_policy(network, state.params, state.env.norm, deterministic)
 
 
+def make_value(config: TRPOConfig, env: Any, env_params: Any, state: TRPOState):
+    """``value(obs [N, ...]) -> V [N]``: the trained critic, with the (frozen)
+    observation statistics applied."""
+    network = make_network(config, env, env_params)
+    return rollout.feed_forward_value(network, state.params, state.env.norm)
+
+
 AGENT = Agent(
     name="trpo",
     description="trust-region policy opt.",
@@ -332,4 +339,5 @@ AGENT = Agent(
     HParams=TRPOHParams,
     make_train=make_train,
     make_policy=make_policy,
+    make_value=make_value,
 )
