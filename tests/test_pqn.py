@@ -69,6 +69,11 @@ def test_bad_hparams_and_continuous_env_raise():
     env, params = envs.make("gymnax:Pendulum-v1")
     with pytest.raises(ValueError, match="PQN needs a Discrete action space"):
         pqn.make_train(pqn.PQNConfig(), env, params)
+    # SARSA is PQN's machinery, but its errors name it (they said PQN and PQNConfig).
+    with pytest.raises(ValueError, match="^SARSA needs a Discrete action space"):
+        pqn.SARSA.make_train(pqn.SARSAConfig(), env, params)
+    with pytest.raises(ValueError, match="^SARSAConfig.num_minibatches=3 does not divide"):
+        pqn.SARSAConfig(num_minibatches=3)
 
 
 @pytest.fixture(scope="module")

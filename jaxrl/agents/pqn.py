@@ -138,7 +138,8 @@ def pqn_loss(
 
 
 def make_network(config: PQNConfig, env: Any, env_params: Any):
-    return q_network("PQN", config, env, env_params, layer_norm=config.layer_norm)
+    owner = type(config).__name__.removesuffix("Config")  # PQN, or SARSA
+    return q_network(owner, config, env, env_params, layer_norm=config.layer_norm)
 
 
 def make_train(config: PQNConfig, env: Any, env_params: Any) -> Trainer:
