@@ -7,6 +7,7 @@ import jax
 import pytest
 
 import envs
+from jaxrl import presets
 from jaxrl.agents import ppo
 from jaxrl.evaluate import evaluate
 from jaxrl.experiment import final_returns
@@ -66,6 +67,7 @@ def test_recurrent_ppo_solves_memory_chain_where_feed_forward_fails():
 
 
 def test_ppo_continuous_pendulum_1m():
+    # The ppo@gymnax:Pendulum-v1 preset, which holds these settings.
     config = ppo.PPOConfig(
         num_envs=16,
         rollout_len=128,
@@ -76,6 +78,8 @@ def test_ppo_continuous_pendulum_1m():
         normalize_reward=True,
     )
     hp = ppo.PPOHParams(lr=1e-3, gamma=0.95, ent_coef=0.0)
+    preset = presets.get("ppo", "gymnax:Pendulum-v1")
+    assert preset.apply(ppo.PPOConfig(), ppo.PPOHParams()) == (config, hp)
     _, _, returns = train_seeds("gymnax:Pendulum-v1", config, hp)
     common.report("PPO Pendulum-v1 final return", returns.mean(), ">= -300")
     assert returns.mean() >= -300, returns
