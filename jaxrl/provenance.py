@@ -5,7 +5,7 @@ header, because a training trajectory is bit-exact only for the same package
 versions on the same kind of CPU with the same number of threads: XLA:CPU picks
 its kernels (vector width, how a reduction is split over threads) from the
 instruction set and the thread count, and RL training amplifies a rounding-level
-difference into another trajectory. The README's reproducibility paragraph has
+difference into another trajectory. docs/learning-targets.md (reproducibility) has
 the measurements.
 
 Standard library only, so it is cheap to import (the test header uses it).

@@ -263,10 +263,10 @@ def test_dqn_cartpole_500k():
     # LayerNorm, a decayed learning rate and 3-step returns (docs/agents.md has why).
     # The median over seeds, not the mean: a solved seed can forget and fall back
     # late in training (a seed falls to 200-350 in the last 5%; 3 of the 32 seeds of
-    # sets 0-3 on an AMD EPYC, none on the Xeon of the README's table), and whether a
+    # sets 0-3 on an AMD EPYC, none on the Xeon of the table), and whether a
     # set of 8 holds 0 or 3 such seeds decides a mean target (set 0: mean 419.3,
     # median 492.3 on the EPYC; 486.8 mean on the Xeon). The median asks that most
-    # seeds end solved, which a broken agent does not. README "Learning targets".
+    # seeds end solved, which a broken agent does not. docs/learning-targets.md.
     preset = presets.get("dqn", "gymnax:CartPole-v1")
     config, hparams = preset.apply(dqn.DQNConfig(), dqn.DQNHParams())
     assert config.total_steps == 500_000 and config.layer_norm and config.n_step == 3

@@ -25,7 +25,7 @@ first reached 500 returned under 300, and the median value loss of the sliding
 seeds stayed at 10-34 where a solved seed's is ~0. With 16 minibatches of 64
 (the default) that fell to 0.5% and 0.1% (0.6% on set 0), every seed's value
 loss stays ~0 once solved, and no seed ends below 491 on sets 0-2, also with
-XLA:CPU limited to SSE4.2 or to one core (other trajectories; see the README on
+XLA:CPU limited to SSE4.2 or to one core (other trajectories; see docs/learning-targets.md on
 reproducibility). Tried on the same sets and short of that: shrinking
 ``max_kl`` linearly to 0 (5-8% of updates under 300 once solved; one seed ended
 at 185), an entropy bonus of 0.01 (9-23%).
