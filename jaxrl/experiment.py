@@ -53,9 +53,17 @@ def clean_errors(prog: str, argv: list[str]):
     prints one line, ``PROG: error: MESSAGE``, and exits with 2 for bad input
     (``BAD_INPUT``) or 1 for any other failure, instead of a traceback; ``--debug``
     in ``argv`` lets the exception through with its traceback. The caller removes
-    ``--debug`` from the arguments it parses (``pop_debug``)."""
+    ``--debug`` from the arguments it parses (``pop_debug``). Ctrl-C prints one line
+    and exits with 130, as shells expect of an interrupted command; what was saved
+    before it (the run directory's checkpoints) stays, and the same command resumes."""
     try:
         yield
+    except KeyboardInterrupt:
+        if "--debug" in argv:
+            raise
+        print(f"{prog}: interrupted; run the same command to resume from the last "
+              "checkpoint, if one was written", file=sys.stderr)  # fmt: skip
+        raise SystemExit(130) from None
     except Exception as exc:
         if "--debug" in argv:
             raise

@@ -147,6 +147,21 @@ def test_help_lists_config_fields_and_hyperparameters(capsys):
     assert "Replay capacity" in text or "buffer" in text.lower()
 
 
+def test_ctrl_c_is_one_line_and_exit_130_unless_debug(capsys):
+    """Ctrl-C printed a KeyboardInterrupt traceback (from inside XLA's compiler, when
+    pressed while compiling); now one line and the exit code shells expect."""
+    with pytest.raises(SystemExit) as exit_info, experiment.clean_errors("jaxrl", ["train"]):
+        raise KeyboardInterrupt
+    assert exit_info.value.code == 130
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "jaxrl: interrupted; run the same command to resume from the last checkpoint, "
+        "if one was written"
+    ]
+    with pytest.raises(KeyboardInterrupt), experiment.clean_errors("jaxrl", ["--debug"]):
+        raise KeyboardInterrupt
+
+
 @pytest.mark.parametrize(
     "argv, message",
     [
