@@ -245,19 +245,7 @@ def run(
     identity = checkpoint.run_identity(algo, env_name, env_params, config, hparams, num_seeds, seed)
     identity["log_every"] = log_every
     checkpoints = checkpoint.Checkpoints(out / "checkpoints", identity, max_to_keep)
-    latest = checkpoints.newest_good()  # damaged newer ones are set aside, and it says so
-    if latest is not None:
-        checkpoints.check(checkpoints.metadata(latest))  # another run's: say what differs
-    if latest is not None and latest >= config.num_updates:
-        raise ValueError(
-            f"{out} already holds this run, complete ({latest} updates); choose another "
-            "--out, or delete its checkpoints to train again"
-        )
-    if latest is not None and stop_after is not None and latest >= stop_after:
-        raise ValueError(
-            f"--stop-after={stop_after} is already reached: {out} holds update {latest}; "
-            "raise --stop-after, or leave it out to finish the run"
-        )
+    latest = resume_point(checkpoints, out, config.num_updates, stop_after)
     # On several processes (jaxrl.distributed) all train and save checkpoints together;
     # only process 0 prints, logs and writes the run directory's other files.
     main = distributed.is_main()
@@ -269,24 +257,6 @@ def run(
         f"{devices * per_run} {jax.default_backend()} device(s), compiling ..."
     )
     out.mkdir(parents=True, exist_ok=True)
-    logs = []
-    if main:
-        logs += [
-            loggers.CSVLogger(out / "progress.csv"),
-            loggers.JSONLLogger(out / "progress.jsonl"),
-        ]
-    if main and tensorboard:
-        logs.append(loggers.TensorBoardLogger(out / "tensorboard"))
-    if main and wandb_project:
-        wandb_config = {
-            "algo": algo, "env": env_name, "env_overrides": env_overrides or {},
-            "num_seeds": num_seeds, "seed": seed, "config": dataclasses.asdict(config),
-            "hparams": {k: float(v) for k, v in hparams.asdict().items()},
-        }  # fmt: skip
-        logs.append(loggers.WandbLogger(project=wandb_project, config=wandb_config, dir=out))
-    bar = Progress(
-        config.num_updates, steps_per_update, num_seeds, f"{algo} {env_name}", loggers=logs
-    )
     record = {
         "algo": algo, "env": env_name, "env_overrides": env_overrides or {},
         "num_seeds": num_seeds, "seed": seed, "log_every": log_every,
@@ -294,6 +264,10 @@ def run(
         "hparams": {k: float(v) for k, v in hparams.asdict().items()},
         "preset": None if preset is None else preset.record(),
     }  # fmt: skip
+    logs = run_loggers(out, record, tensorboard, wandb_project) if main else []
+    bar = Progress(
+        config.num_updates, steps_per_update, num_seeds, f"{algo} {env_name}", loggers=logs
+    )
     with bar, contextlib.ExitStack() as closing:
         for log in logs:
             closing.push(_closer(log))
@@ -329,10 +303,7 @@ def run(
     low, high = bootstrap_ci(per_seed)
     rate = (updates_done - info.start_update) * steps_per_update * num_seeds / run_seconds
     print(f"trained in {run_seconds:.1f} s ({rate:,.0f} env steps/s, all seeds)")
-    width = max(10, len(algo) + 2)
-    print(f"{'algo':<{width}}{'env':<28}{'seeds':>6}{'final return':>14}{'95% CI':>22}")
-    ci = f"[{low:.1f}, {high:.1f}]"
-    print(f"{algo:<{width}}{env_name:<28}{num_seeds:>6}{per_seed.mean():>14.1f}{ci:>22}")
+    print(results_table(algo, env_name, per_seed, (low, high)))
     if eval_return is not None:
         print(
             f"greedy evaluation, {eval_episodes} episodes per seed: mean return {eval_return:.1f}"
@@ -361,18 +332,70 @@ def run(
     if extra_summary is not None:
         summary |= extra_summary(summary, config, env, env_params, final_state, hparams)
     if main:
-        plot_curve(
-            learning_curve(metrics),
-            steps_per_update * log_every,
-            f"{algo} on {env_name}",
-            out / "curve.png",
-        )
-        with open(out / "curves.npz.tmp", "wb") as f:
-            np.savez_compressed(f, **metrics)
-        (out / "curves.npz.tmp").replace(out / "curves.npz")
-        write_json(out / "summary.json", summary)
+        write_run_dir(out, summary, metrics, steps_per_update * log_every)
         print(f"wrote {out / 'summary.json'}, curve.png, curves.npz and checkpoints/")
     return summary
+
+
+def resume_point(
+    checkpoints: checkpoint.Checkpoints, out: Path, num_updates: int, stop_after: int | None
+) -> int | None:
+    """The update the run directory's newest good checkpoint holds (None: none), after
+    refusing another run's checkpoints (naming what differs), a complete run, and a
+    ``stop_after`` already reached. Damaged newer checkpoints are set aside."""
+    latest = checkpoints.newest_good()
+    if latest is not None:
+        checkpoints.check(checkpoints.metadata(latest))
+    if latest is not None and latest >= num_updates:
+        raise ValueError(
+            f"{out} already holds this run, complete ({latest} updates); choose another "
+            "--out, or delete its checkpoints to train again"
+        )
+    if latest is not None and stop_after is not None and latest >= stop_after:
+        raise ValueError(
+            f"--stop-after={stop_after} is already reached: {out} holds update {latest}; "
+            "raise --stop-after, or leave it out to finish the run"
+        )
+    return latest
+
+
+def run_loggers(
+    out: Path, record: dict[str, Any], tensorboard: bool, wandb_project: str | None
+) -> list[loggers.Logger]:
+    """The run directory's progress logs (CSV and JSON lines), plus TensorBoard and
+    Weights & Biases where asked; ``record`` is the run's description."""
+    logs: list[loggers.Logger] = [
+        loggers.CSVLogger(out / "progress.csv"),
+        loggers.JSONLLogger(out / "progress.jsonl"),
+    ]
+    if tensorboard:
+        logs.append(loggers.TensorBoardLogger(out / "tensorboard"))
+    if wandb_project:
+        keys = ("algo", "env", "env_overrides", "num_seeds", "seed", "config", "hparams")
+        wandb_config = {key: record[key] for key in keys}
+        logs.append(loggers.WandbLogger(project=wandb_project, config=wandb_config, dir=out))
+    return logs
+
+
+def results_table(algo: str, env_name: str, per_seed: np.ndarray, ci: tuple) -> str:
+    """The two lines printed after training: final return over seeds and its interval."""
+    width = max(10, len(algo) + 2)
+    head = f"{'algo':<{width}}{'env':<28}{'seeds':>6}{'final return':>14}{'95% CI':>22}"
+    interval = f"[{ci[0]:.1f}, {ci[1]:.1f}]"
+    row = f"{algo:<{width}}{env_name:<28}{len(per_seed):>6}{per_seed.mean():>14.1f}{interval:>22}"
+    return f"{head}\n{row}"
+
+
+def write_run_dir(
+    out: Path, summary: dict[str, Any], metrics: dict[str, np.ndarray], steps_per_row: int
+) -> None:
+    """``curve.png``, ``curves.npz`` (written whole, then renamed) and ``summary.json``."""
+    title = f"{summary['algo']} on {summary['env']}"
+    plot_curve(learning_curve(metrics), steps_per_row, title, out / "curve.png")
+    with open(out / "curves.npz.tmp", "wb") as f:
+        np.savez_compressed(f, **metrics)
+    (out / "curves.npz.tmp").replace(out / "curves.npz")
+    write_json(out / "summary.json", summary)
 
 
 def check_chunking(
