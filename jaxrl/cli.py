@@ -146,7 +146,6 @@ def _algo_args(name: str, argv: list[str], flags: type, command: str) -> tuple:
     the agent's config and hyperparameters, parsed over the defaults of the preset that
     ``--preset`` and ``--env`` pick."""
     from jaxrl import agents, experiment
-    from jaxrl import hparams as H
 
     agent = agents.get(name)
     preset, config, hparams = experiment.preset_defaults(
@@ -155,10 +154,7 @@ def _algo_args(name: str, argv: list[str], flags: type, command: str) -> tuple:
     args_cls = experiment.args_class(
         name, agent.Config, agent.HParams, agent.default_env, config, hparams, bases=(flags,)
     )
-    with H.unchecked():  # a bad value gets the one-line error, not tyro's box
-        args = tyro.cli(args_cls, args=argv, prog=f"jaxrl {command} {name}")
-    args.hparams.validate()
-    return agent, preset, args
+    return agent, preset, experiment.parse_args(args_cls, argv, f"jaxrl {command} {name}")
 
 
 def sweep(name: str, argv: list[str]) -> Any:

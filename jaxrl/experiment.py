@@ -550,7 +550,6 @@ def main(
     every config field and hyperparameter as a flag, then ``run`` (``extra_summary`` as
     there). ``argv`` None: ``sys.argv``, with errors reported as one line and an exit
     code (``clean_errors``); given, errors raise."""
-    import tyro
 
     if argv is None:  # a script's command line: errors as one line (clean_errors)
         argv = sys.argv[1:]
@@ -562,11 +561,7 @@ def main(
         algo, argv, agent.default_env, agent.Config(), agent.HParams()
     )
     args_cls = args_class(algo, agent.Config, agent.HParams, agent.default_env, config, hparams)
-    with H.unchecked():  # a bad value gets the one-line error below, not tyro's box
-        args = tyro.cli(
-            args_cls, args=argv, prog=prog, description=f"Train {algo} on a registered environment."
-        )
-    args.hparams.validate()
+    args = parse_args(args_cls, argv, prog, f"Train {algo} on a registered environment.")
     distributed_run = args.distributed or args.coordinator is not None
     parallel.prepare_process(args.cpu_devices, args.compile_cache, every_core=not distributed_run)
     if distributed_run:
@@ -580,6 +575,18 @@ def main(
         max_to_keep=args.max_to_keep, stop_after=args.stop_after, log_every=args.log_every,
         tensorboard=args.tensorboard, wandb_project=args.wandb_project, preset=preset,
     )  # fmt: skip
+
+
+def parse_args(args_cls: type, argv: list[str], prog: str | None, description: str | None = None):
+    """``tyro.cli`` of a command line holding ``hparams``: the hyperparameters are
+    built unchecked and checked after, so that a bad value gets the command line's
+    one-line error (``clean_errors``) rather than tyro's box."""
+    import tyro
+
+    with H.unchecked():
+        args = tyro.cli(args_cls, args=argv, prog=prog, description=description)
+    args.hparams.validate()
+    return args
 
 
 def preset_defaults(
